@@ -1,0 +1,78 @@
+"""Per-call timings and pool statistics: who made you wait.
+
+`Timings` travels with every response (`ChatResponse.timings`, and
+`response.extensions["surge.timings"]` for plain httpx users). `queued` is time spent in
+the client waiting for a connection or stream; `ttfb` is time the server took to start
+answering. Waves caused by the client's pool show up as `queued`; waves caused by the
+server's own slot limit show up as `ttfb` with `queued` near zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["TIMINGS_EXTENSION", "PoolStats", "Timings"]
+
+TIMINGS_EXTENSION = "surge.timings"
+"""Key of the `Timings` object in `httpx.Response.extensions`."""
+
+
+@dataclass(slots=True)
+class Timings:
+    """How long one request spent where, in seconds.
+
+    Attributes:
+        queued: Waiting inside the client before the request could be sent: for a
+            connection or HTTP/2 stream from the pool, and for the client's own
+            concurrency limit where one is set.
+        connect: Opening a new connection (TCP and TLS); 0.0 when one was reused.
+        ttfb: From the request being sent to the first byte of the response: the
+            server's share, including any queueing on the server.
+        total: From the call entering the client to the response body being read (or
+            the response being closed).
+        reused: Whether the request went over a connection that served earlier requests.
+        http_version: "HTTP/1.1" or "HTTP/2".
+    """
+
+    queued: float = 0.0
+    connect: float = 0.0
+    ttfb: float = 0.0
+    total: float = 0.0
+    reused: bool = False
+    http_version: str = "HTTP/1.1"
+
+    def __str__(self) -> str:
+        return (
+            f"queued={self.queued * 1000:.1f}ms connect={self.connect * 1000:.1f}ms "
+            f"ttfb={self.ttfb * 1000:.1f}ms total={self.total * 1000:.1f}ms"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A snapshot of one connection pool, summed over its origins.
+
+    Wait figures cover requests that acquired a connection since the pool was created or
+    since the last `reset_pool_stats()`.
+
+    Attributes:
+        in_use: Connections (HTTP/1.1) or streams (HTTP/2) serving a request now.
+        idle: Open connections waiting for a request.
+        waiting: Requests queued for a connection or stream now.
+        connections_opened: Connections opened since the last reset.
+        requests: Requests that acquired a connection since the last reset.
+        wait_seconds_max: The longest wait for a connection since the last reset.
+        wait_seconds_p50: The median wait.
+        wait_seconds_p90: The 90th percentile wait.
+        wait_seconds_p99: The 99th percentile wait.
+    """
+
+    in_use: int = 0
+    idle: int = 0
+    waiting: int = 0
+    connections_opened: int = 0
+    requests: int = 0
+    wait_seconds_max: float = 0.0
+    wait_seconds_p50: float = 0.0
+    wait_seconds_p90: float = 0.0
+    wait_seconds_p99: float = 0.0
