@@ -1,7 +1,12 @@
-"""surge: an async LLM client that keeps its promise under concurrency."""
+"""surge: an async LLM client that keeps its promise under concurrency.
+
+Fire 20, 1,000 or 10,000 calls with `asyncio.gather` and they run at the same time; every
+answer comes back typed, with timings that say whether the client or the server made it wait.
+"""
 
 from __future__ import annotations
 
+from surge._client import LLMClient
 from surge._config import PoolConfig
 from surge._errors import (
     APIStatusError,
@@ -26,7 +31,17 @@ from surge._errors import (
     UnprocessableEntityError,
     WriteTimeout,
 )
+from surge._http import http_client
 from surge._timings import PoolStats, Timings
+from surge._types import (
+    ChatResponse,
+    Choice,
+    FunctionCall,
+    Message,
+    ResponseMessage,
+    ToolCall,
+    Usage,
+)
 
 __version__ = "0.1.0"
 
@@ -34,10 +49,15 @@ __all__ = [
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
+    "ChatResponse",
+    "Choice",
     "ConfigError",
     "ConflictError",
     "ConnectError",
     "ConnectTimeout",
+    "FunctionCall",
+    "LLMClient",
+    "Message",
     "NotFoundError",
     "OutputParseError",
     "PermissionDeniedError",
@@ -48,12 +68,16 @@ __all__ = [
     "ReadTimeout",
     "RemoteProtocolError",
     "ResponseFormatError",
+    "ResponseMessage",
     "ServerError",
     "SurgeError",
     "Timeout",
     "Timings",
+    "ToolCall",
     "TransportError",
     "UnprocessableEntityError",
+    "Usage",
     "WriteTimeout",
     "__version__",
+    "http_client",
 ]

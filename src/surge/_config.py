@@ -8,13 +8,13 @@ machine or network. The reasons are written beside each field.
 from __future__ import annotations
 
 import ssl
-from typing import Any, Union
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["POOL_FIELDS", "PoolConfig", "VerifyTypes"]
 
-VerifyTypes = Union[bool, str, ssl.SSLContext]
+VerifyTypes = bool | str | ssl.SSLContext
 """TLS verification: True (system CAs), False (no checks), a CA bundle path, or a context."""
 
 

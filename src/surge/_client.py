@@ -1,0 +1,356 @@
+"""`LLMClient`: typed chat completions over one shared connection pool.
+
+This is the only module that knows it is talking to an LLM. Below it, `_http` picks the
+event loop's `httpx.AsyncClient` and translates httpx's errors; below that, `_pool` moves
+bytes. Above it, structured outputs build on `chat`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import httpx
+import pydantic_core
+
+from surge._config import PoolConfig
+from surge._decode import decode_chat, request_id, status_error
+from surge._errors import ConfigError
+from surge._http import LoopLocalClient, translate_error
+from surge._timings import TIMINGS_EXTENSION, PoolStats, Timings
+from surge._types import ChatResponse, MessageInput, dump_messages
+
+__all__ = ["DEFAULT_BASE_URL", "LLMClient"]
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+"""Where requests go when neither `base_url` nor `OPENAI_BASE_URL` says otherwise."""
+
+_USER_AGENT = "surge/0.1.0"
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET: Any = _Unset()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    """What a client sends with every call; `with_options` derives changed copies."""
+
+    base_url: str
+    api_key: str | None
+    model: str | None
+    timeout: float | None
+    headers: tuple[tuple[str, str], ...]
+
+    def request_headers(self) -> dict[str, str]:
+        headers = {
+            "content-type": "application/json",
+            "accept": "application/json",
+            "user-agent": _USER_AGENT,
+        }
+        if self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        headers.update(self.headers)
+        return headers
+
+
+def _check_base_url(base_url: str) -> str:
+    url = httpx.URL(base_url)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(
+            f"base_url must be an http:// or https:// URL with a host, "
+            f"like 'http://127.0.0.1:8080/v1'; got {base_url!r}"
+        )
+    if url.userinfo:
+        raise ConfigError("base_url must not carry credentials; pass api_key= instead")
+    return base_url.rstrip("/")
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is not None and not timeout > 0:
+        raise ConfigError(f"timeout must be a positive number of seconds or None; got {timeout!r}")
+    return timeout
+
+
+class LLMClient:
+    """An async client for any OpenAI-compatible chat-completions server.
+
+    One client holds one connection pool per event loop, made lazily, so it may be
+    created anywhere (even outside a loop) and used from several loops in turn. Derive
+    clients for other models or settings with `with_options`: they share the pool.
+
+    ```python
+    async with surge.LLMClient(base_url="http://127.0.0.1:8080/v1", max_connections=500) as client:
+        response = await client.chat([{"role": "user", "content": "Hello"}])
+        print(response.text, response.timings)
+    ```
+
+    Args:
+        base_url: The server's API root, e.g. "http://127.0.0.1:8080/v1". Defaults to
+            `$OPENAI_BASE_URL`, then OpenAI's.
+        api_key: Sent as a bearer token. Defaults to `$OPENAI_API_KEY`; None sends no
+            `Authorization` header (fine for most local servers). Never shown in a repr,
+            log line, exception message or timing record.
+        model: The default model for calls that do not name one. When None and the call
+            names none either, no `model` is sent (servers with one model accept that).
+        pool: The connection pool's limits as a `PoolConfig`; or give its fields as
+            keyword arguments (`max_connections=500, http2=True`), not both.
+        http_client: An `httpx.AsyncClient` to use instead of making one (for example
+            `surge.http_client(...)` shared with the openai SDK). surge does not close it.
+            Cannot be combined with pool settings.
+        timeout: Seconds the server may take to answer each call (read timeout); None
+            keeps the pool's `read` setting.
+        headers: Extra headers sent with every call.
+        **pool_kwargs: `PoolConfig` fields.
+
+    Raises:
+        ConfigError: A setting cannot work (bad URL, both `pool` and pool keywords, pool
+            settings with `http_client`, an unknown keyword).
+        pydantic.ValidationError: A pool setting is out of range.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        model: str | None = None,
+        *,
+        pool: PoolConfig | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        **pool_kwargs: Any,
+    ) -> None:
+        config = PoolConfig.from_kwargs(pool, pool_kwargs)
+        if http_client is not None:
+            if pool is not None or pool_kwargs:
+                raise ConfigError(
+                    "pool settings cannot apply to a supplied http_client; "
+                    "give either http_client= or pool settings"
+                )
+            if not isinstance(http_client, httpx.AsyncClient):
+                raise ConfigError(
+                    f"http_client must be an httpx.AsyncClient, not {type(http_client).__name__}"
+                )
+        self._settings = _Settings(
+            base_url=_check_base_url(
+                base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+            ),
+            api_key=api_key if api_key is not None else os.environ.get("OPENAI_API_KEY"),
+            model=model,
+            timeout=_check_timeout(timeout),
+            headers=tuple((k.lower(), v) for k, v in (headers or {}).items()),
+        )
+        self._http = LoopLocalClient(config, external=http_client)
+        self._owns_pool = True
+        self._prepare()
+
+    def _prepare(self) -> None:
+        settings = self._settings
+        self._headers = settings.request_headers()
+        self._chat_url = f"{settings.base_url}/chat/completions"
+        self._timeout: httpx.Timeout | None = None
+        if settings.timeout is not None:
+            config = self._http.config
+            self._timeout = httpx.Timeout(
+                connect=config.connect, read=settings.timeout, write=config.write, pool=config.pool
+            )
+
+    # -- configuration -------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The server's API root."""
+        return self._settings.base_url
+
+    @property
+    def model(self) -> str | None:
+        """The default model."""
+        return self._settings.model
+
+    @property
+    def pool_config(self) -> PoolConfig:
+        """The connection pool's limits (shared with every client derived by `with_options`)."""
+        return self._http.config
+
+    def with_options(
+        self,
+        *,
+        base_url: str = _UNSET,
+        api_key: str | None = _UNSET,
+        model: str | None = _UNSET,
+        timeout: float | None = _UNSET,
+        headers: Mapping[str, str] = _UNSET,
+    ) -> LLMClient:
+        """Return a client with some settings changed that shares this client's pool.
+
+        Many clients, one pool, is the normal way to call several models or servers. The
+        derived client does not own the pool: closing it leaves the pool open; closing
+        the client that made the pool closes it for all.
+
+        Args:
+            base_url: Another API root.
+            api_key: Another API key.
+            model: Another default model.
+            timeout: Another read timeout, in seconds.
+            headers: Extra headers, replacing this client's extra headers.
+
+        Returns:
+            A new `LLMClient`.
+        """
+        changes: dict[str, Any] = {}
+        if base_url is not _UNSET:
+            changes["base_url"] = _check_base_url(base_url)
+        if api_key is not _UNSET:
+            changes["api_key"] = api_key
+        if model is not _UNSET:
+            changes["model"] = model
+        if timeout is not _UNSET:
+            changes["timeout"] = _check_timeout(timeout)
+        if headers is not _UNSET:
+            changes["headers"] = tuple((k.lower(), v) for k, v in headers.items())
+        clone = object.__new__(LLMClient)
+        clone._settings = dataclasses.replace(self._settings, **changes)
+        clone._http = self._http
+        clone._owns_pool = False
+        clone._prepare()
+        return clone
+
+    def __repr__(self) -> str:
+        key = "<set>" if self._settings.api_key else None
+        return (
+            f"LLMClient(base_url={self._settings.base_url!r}, model={self._settings.model!r}, "
+            f"api_key={key}, pool={self._http.config!r})"
+        )
+
+    # -- calls ---------------------------------------------------------------------------
+
+    async def chat(
+        self,
+        messages: Sequence[MessageInput] | str,
+        *,
+        model: str | None = None,
+        timeout: float | None = None,
+        **params: Any,
+    ) -> ChatResponse:
+        """Ask for a chat completion.
+
+        Args:
+            messages: The conversation: dicts in OpenAI's shape or `surge.Message`s. A
+                lone string is taken as one user message.
+            model: The model for this call (default: the client's).
+            timeout: Seconds the server may take to answer this call (read timeout).
+            **params: Any other chat-completion parameters, sent as given:
+                `temperature`, `max_tokens`, `response_format`, `tools`, `seed`, ...
+
+        Returns:
+            The typed completion, with `.text`, `.usage`, `.timings` and `.raw`.
+
+        Raises:
+            APIStatusError: The server answered with an error status (a subclass names
+                which: `RateLimitError`, `ServerError`, ...).
+            TransportError: No complete answer arrived (`ConnectError`, `ReadTimeout`,
+                `PoolTimeout`, `RemoteProtocolError`, ...).
+            ResponseFormatError: The server answered 2xx with a body that is not a chat
+                completion.
+        """
+        if params.get("stream"):
+            raise ConfigError(
+                "chat() reads whole responses; streaming (stream=True) is not supported yet"
+            )
+        body: dict[str, Any] = {"messages": dump_messages(messages)}
+        chosen = model if model is not None else self._settings.model
+        if chosen is not None:
+            body["model"] = chosen
+        body.update(params)
+        return await self._post_chat(body, timeout=_check_timeout(timeout))
+
+    async def _post_chat(self, body: dict[str, Any], *, timeout: float | None) -> ChatResponse:
+        started = time.perf_counter()
+        response = await self._post(self._chat_url, body, timeout=timeout)
+        chat = decode_chat(response.content, status_code=response.status_code, url=self._chat_url)
+        timings = response.extensions.get(TIMINGS_EXTENSION)
+        if not isinstance(timings, Timings):  # a user-supplied client without surge's pool
+            timings = Timings(total=time.perf_counter() - started)
+        chat._timings = timings
+        chat._request_id = request_id(response.headers)
+        return chat
+
+    async def _post(
+        self, url: str, body: dict[str, Any], *, timeout: float | None
+    ) -> httpx.Response:
+        """POST a JSON body; return a 2xx response with its body read, or raise typed."""
+        client = self._http.get()
+        request_timeout: Any = self._timeout or httpx.USE_CLIENT_DEFAULT
+        if timeout is not None:
+            config = self._http.config
+            request_timeout = httpx.Timeout(
+                connect=config.connect, read=timeout, write=config.write, pool=config.pool
+            )
+        request = client.build_request(
+            "POST",
+            url,
+            content=pydantic_core.to_json(body),
+            headers=self._headers,
+            timeout=request_timeout,
+        )
+        try:
+            response = await client.send(request)
+        except httpx.HTTPError as exc:
+            raise translate_error(exc, "POST", url) from None
+        if response.status_code >= 400:
+            raise status_error(
+                response.status_code,
+                response.headers,
+                response.content,
+                method="POST",
+                url=url,
+                secret=self._settings.api_key,
+            )
+        return response
+
+    # -- pool ----------------------------------------------------------------------------
+
+    def pool_stats(self) -> PoolStats:
+        """Return the connection pool's statistics for the running event loop.
+
+        Returns:
+            A `PoolStats` snapshot: connections in use and idle, requests waiting, and
+            wait percentiles since the last `reset_pool_stats()`. Zeros before the first
+            call on this loop, or when a supplied `http_client` does not use surge's pool.
+        """
+        return self._http.stats()
+
+    def reset_pool_stats(self) -> None:
+        """Reset the pool's counters and wait percentiles for the running event loop."""
+        self._http.reset_stats()
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the pool's connections (if this client made the pool).
+
+        A client derived with `with_options`, or one given an `http_client`, leaves the
+        pool open. Calling `aclose` twice is harmless.
+        """
+        if self._owns_pool and self._http.external is None:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> LLMClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
