@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import httpx
 import pydantic_core
@@ -24,7 +24,15 @@ from surge._http import LoopLocalClient, translate_error
 from surge._timings import TIMINGS_EXTENSION, PoolStats, Timings
 from surge._types import ChatResponse, MessageInput, dump_messages
 
-__all__ = ["DEFAULT_BASE_URL", "LLMClient"]
+if TYPE_CHECKING:
+    from surge._structured import StructuredResult
+
+__all__ = ["DEFAULT_BASE_URL", "LLMClient", "OutputMode"]
+
+T = TypeVar("T")
+
+OutputMode = Literal["json_schema", "tools", "prompt"]
+"""How `structured` asks for typed output; see docs/structured-outputs.md."""
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 """Where requests go when neither `base_url` nor `OPENAI_BASE_URL` says otherwise."""
@@ -151,6 +159,9 @@ class LLMClient:
         )
         self._http = LoopLocalClient(config, external=http_client)
         self._owns_pool = True
+        # Which structured-output mode each endpoint accepts, learned once per endpoint
+        # and shared by every client derived with `with_options`.
+        self._modes: dict[str, OutputMode] = {}
         self._prepare()
 
     def _prepare(self) -> None:
@@ -221,6 +232,7 @@ class LLMClient:
         clone._settings = dataclasses.replace(self._settings, **changes)
         clone._http = self._http
         clone._owns_pool = False
+        clone._modes = self._modes
         clone._prepare()
         return clone
 
@@ -316,6 +328,94 @@ class LLMClient:
                 secret=self._settings.api_key,
             )
         return response
+
+    @overload
+    async def structured(
+        self,
+        output_type: type[T],
+        messages: Sequence[MessageInput] | str,
+        *,
+        mode: OutputMode | None = None,
+        max_retries: int = 2,
+        model: str | None = None,
+        **params: Any,
+    ) -> T: ...
+
+    @overload
+    async def structured(
+        self,
+        output_type: Any,
+        messages: Sequence[MessageInput] | str,
+        *,
+        mode: OutputMode | None = None,
+        max_retries: int = 2,
+        model: str | None = None,
+        **params: Any,
+    ) -> Any: ...
+
+    async def structured(
+        self,
+        output_type: Any,
+        messages: Sequence[MessageInput] | str,
+        *,
+        mode: OutputMode | None = None,
+        max_retries: int = 2,
+        model: str | None = None,
+        **params: Any,
+    ) -> Any:
+        """Ask for output of a given type and return it validated.
+
+        Args:
+            output_type: A pydantic model, any type pydantic's `TypeAdapter` accepts
+                (`list[Item]`, a union, an enum, `Literal[...]`), or a JSON Schema dict.
+            messages: The conversation, as for `chat`.
+            mode: "json_schema", "tools" or "prompt"; None picks per endpoint and falls
+                back when a server rejects a mode (see docs/structured-outputs.md).
+            max_retries: How many times to re-ask, showing the model its error, when the
+                answer cannot be parsed or validated.
+            model: The model for this call (default: the client's).
+            **params: Other chat-completion parameters, as for `chat`.
+
+        Returns:
+            The validated value (an instance of `output_type`; plain JSON for a schema dict).
+
+        Raises:
+            OutputParseError: No attempt produced a valid value; carries every attempt.
+            APIStatusError, TransportError, ResponseFormatError: as for `chat`.
+        """
+        result = await self.structured_response(
+            output_type, messages, mode=mode, max_retries=max_retries, model=model, **params
+        )
+        return result.value
+
+    async def structured_response(
+        self,
+        output_type: Any,
+        messages: Sequence[MessageInput] | str,
+        *,
+        mode: OutputMode | None = None,
+        max_retries: int = 2,
+        model: str | None = None,
+        **params: Any,
+    ) -> StructuredResult[Any]:
+        """Like `structured`, but also return every `ChatResponse`, the attempts and usage.
+
+        Returns:
+            A `StructuredResult` with `.value`, `.responses`, `.attempts`, `.usage` (summed
+            over every attempt) and `.mode` (the mode that produced the value).
+        """
+        from surge._structured import run_structured
+
+        return await run_structured(
+            self,
+            output_type,
+            messages,
+            mode=mode,
+            max_retries=max_retries,
+            model=model,
+            params=params,
+            memory=self._modes,
+        )
 
     # -- pool ----------------------------------------------------------------------------
 
