@@ -1,0 +1,417 @@
+"""One HTTP/2 connection of the pool: many concurrent requests as streams.
+
+Built on the `h2` state machine over a `surge._backend.Stream`, on asyncio and trio alike,
+with no background task: a request that needs the next event of its stream reads the
+socket itself if no other request is reading, and hands every event it reads to the
+stream it belongs to; requests whose event has not arrived yet park until it does, and one
+of them takes over reading when the reader leaves. Writes are serialized by a lock.
+
+The pool counts streams (`streams`, `capacity`, `usable`); this module tells it when a
+stream ends (`release_stream`) and when the connection may take no new stream
+(`connection_unusable`: GOAWAY, a connection error, the socket closed).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import anyio
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+import httpx
+
+from surge._backend import Stream, Timer
+from surge._connection import RetryableError
+from surge._timings import TIMINGS_EXTENSION, Timings
+
+__all__ = ["H2Body", "H2Connection"]
+
+_HTTP2 = b"HTTP/2"
+_MAX_CAPACITY = 1000
+_SKIP_HEADERS = frozenset(
+    {b"host", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+_WINDOW = 16 * 1024 * 1024
+_STREAM_EVENTS = (
+    h2.events.ResponseReceived,
+    h2.events.DataReceived,
+    h2.events.StreamEnded,
+    h2.events.StreamReset,
+)
+
+
+class _Owner(Protocol):
+    def now(self) -> float: ...
+    def release_stream(self, conn: H2Connection) -> None: ...
+    def connection_unusable(self, conn: H2Connection) -> None: ...
+    def capacity_changed(self, conn: H2Connection) -> None: ...
+
+
+class H2Connection:
+    """An HTTP/2 connection multiplexing requests as streams.
+
+    Attributes:
+        stream: The byte stream.
+        capacity: Streams the server allows at once (its MAX_CONCURRENT_STREAMS).
+        streams: Streams reserved or open now (kept by the pool).
+        usable: New streams may be opened.
+        idle_timer: The pool's keep-alive timer while no stream is open.
+        idle_since: Loop time at which the last stream ended.
+        connect_time: Seconds its connect (TCP, TLS, preface) took.
+    """
+
+    http2 = True
+
+    def __init__(self, stream: Stream, owner: _Owner, url: str) -> None:
+        self.stream = stream
+        self.owner = owner
+        self.url = url
+        self.capacity = 1
+        self.streams = 0
+        self.usable = True
+        self.idle_timer: Timer | None = None
+        self.idle_since = 0.0
+        self.connect_time = 0.0
+        self.served = 0
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        self._h2 = h2.connection.H2Connection(config=config)
+        self._events: dict[int, deque[Any]] = {}
+        self._parked: dict[int, anyio.Event] = {}
+        self._reading = False
+        self._error: httpx.TransportError | None = None
+        self._last_stream_id: int | None = None
+        self._write_lock = anyio.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self, timeout: float | None) -> None:
+        """Send the preface and wait for the server's SETTINGS (within `timeout`)."""
+        conn = self._h2
+        conn.local_settings = h2.settings.Settings(
+            client=True,
+            initial_values={
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _WINDOW,
+            },
+        )
+        conn.initiate_connection()
+        conn.increment_flow_control_window(_WINDOW)
+        try:
+            await self.stream.send(conn.data_to_send(), timeout)
+            settings = False
+            while not settings:
+                data = await self.stream.receive(timeout)
+                if not data:
+                    raise httpx.ConnectError(f"{self.url} closed the HTTP/2 connection at once")
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.RemoteSettingsChanged):
+                        settings = True
+                    elif isinstance(event, h2.events.ConnectionTerminated):
+                        raise httpx.ConnectError(f"{self.url} refused HTTP/2 (GOAWAY)")
+            pending = conn.data_to_send()
+            if pending:
+                await self.stream.send(pending, timeout)
+        except httpx.ReadTimeout:
+            raise httpx.ConnectTimeout(f"{self.url} sent no HTTP/2 SETTINGS in time") from None
+        except h2.exceptions.ProtocolError as exc:
+            raise httpx.RemoteProtocolError(f"HTTP/2 preface from {self.url}: {exc}") from None
+        self._set_capacity()
+
+    def _set_capacity(self) -> None:
+        self.capacity = max(1, min(self._h2.remote_settings.max_concurrent_streams, _MAX_CAPACITY))
+
+    def close(self) -> None:
+        """Close the socket at once; open streams fail."""
+        self.usable = False
+        if not self._closed:
+            self._closed = True
+            self._fail(httpx.ReadError("the HTTP/2 connection was closed"))
+            self.stream.close()
+
+    def abandon(self) -> None:
+        """Close the socket without touching the event loop."""
+        self._closed = True
+        self.usable = False
+        self.stream.abandon()
+
+    def maybe_close(self) -> None:
+        """Close the socket once the connection is unusable and has no stream left."""
+        if not self.usable and self.streams <= 0 and not self._closed:
+            self._closed = True
+            self.stream.close()
+
+    def _fail(self, error: httpx.TransportError) -> None:
+        if self._error is None:
+            self._error = error
+        for event in self._parked.values():
+            event.set()
+
+    # ------------------------------------------------------------------ I/O
+    async def _flush(self, timeout: float | None) -> None:
+        async with self._write_lock:
+            data = self._h2.data_to_send()
+            if data:
+                await self.stream.send(data, timeout)
+
+    async def _read_once(self, timeout: float | None) -> None:
+        data = await self.stream.receive(timeout)
+        if not data:
+            self._lost(httpx.RemoteProtocolError(f"{self.url} closed the HTTP/2 connection"))
+            return
+        try:
+            events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self._lost(httpx.RemoteProtocolError(f"HTTP/2 protocol error: {exc}"))
+            return
+        for event in events:
+            if isinstance(event, _STREAM_EVENTS):
+                queue = self._events.get(event.stream_id)
+                if queue is not None:
+                    queue.append(event)
+                    parked = self._parked.get(event.stream_id)
+                    if parked is not None:
+                        parked.set()
+            elif isinstance(event, h2.events.RemoteSettingsChanged):
+                self._set_capacity()
+                self.owner.capacity_changed(self)
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                self._last_stream_id = event.last_stream_id
+                if self.usable:
+                    self.owner.connection_unusable(self)
+                for sid, event_set in self._parked.items():
+                    if event.last_stream_id is None or sid > event.last_stream_id:
+                        event_set.set()
+        await self._flush(None)
+
+    def _lost(self, error: httpx.TransportError) -> None:
+        self._fail(error)
+        if self.usable:
+            self.owner.connection_unusable(self)
+
+    async def next_event(self, sid: int, timeout: float | None) -> Any:
+        """Return the next event of stream `sid`, reading the socket if nobody else is."""
+        queue = self._events[sid]
+        while not queue:
+            if self._error is not None:
+                raise type(self._error)(str(self._error))
+            if self._last_stream_id is not None and sid > self._last_stream_id:
+                raise httpx.RemoteProtocolError(f"{self.url} refused the stream (GOAWAY)")
+            if not self._reading:
+                self._reading = True
+                try:
+                    await self._read_once(timeout)
+                except httpx.TransportError as exc:
+                    if not isinstance(exc, httpx.TimeoutException):
+                        self._lost(type(exc)(str(exc)))
+                    raise
+                finally:
+                    self._reading = False
+                    for event in self._parked.values():
+                        event.set()  # one of them takes over reading
+                        break
+            else:
+                event = anyio.Event()
+                self._parked[sid] = event
+                try:
+                    with anyio.fail_after(timeout):
+                        await event.wait()
+                except TimeoutError:
+                    raise httpx.ReadTimeout("timed out waiting for the server's response") from None
+                finally:
+                    self._parked.pop(sid, None)
+        return queue.popleft()
+
+    def end_stream(self, sid: int, reset: bool) -> None:
+        """Forget stream `sid` and give its slot back to the pool (once)."""
+        if self._events.pop(sid, None) is None:
+            return
+        if reset and not self._closed:
+            try:
+                self._h2.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+            except h2.exceptions.H2Error:
+                pass
+        self.owner.release_stream(self)
+
+    # ------------------------------------------------------------------ requests
+    async def handle(
+        self,
+        request: httpx.Request,
+        read_timeout: float | None,
+        write_timeout: float | None,
+        timings: Timings,
+        start: float,
+    ) -> httpx.Response:
+        """Send `request` on a new stream and return its response once the head arrived.
+
+        Raises:
+            RetryableError: The server refused the stream before answering (GOAWAY, or a
+                reused connection that closed): safe to send again.
+            httpx.TransportError: Any other failure.
+        """
+        reused = self.served > 0
+        self.served += 1
+        timings.reused = reused
+        conn = self._h2
+        sid = 0
+        answered = False
+        try:
+            if self._error is not None or self._closed:
+                raise httpx.RemoteProtocolError(f"{self.url} closed the HTTP/2 connection")
+            sid = conn.get_next_available_stream_id()
+            self._events[sid] = deque()
+            try:
+                body: bytes | None = request.content
+            except httpx.RequestNotRead:
+                body = None
+            conn.send_headers(sid, self._headers(request), end_stream=body == b"")
+            if body is None:
+                async for chunk in request.stream:  # type: ignore[union-attr]
+                    await self._send_data(sid, chunk, write_timeout)
+                conn.end_stream(sid)
+                await self._flush(write_timeout)
+            elif body:
+                await self._send_data(sid, body, write_timeout)
+                conn.end_stream(sid)
+                await self._flush(write_timeout)
+            else:
+                await self._flush(write_timeout)
+            sent = self.owner.now()
+            while True:
+                event = await self.next_event(sid, read_timeout)
+                if isinstance(event, h2.events.ResponseReceived):
+                    break
+                if isinstance(event, h2.events.StreamReset):
+                    raise httpx.RemoteProtocolError(
+                        f"{self.url} reset the stream (error code {event.error_code})"
+                    )
+            answered = True
+            timings.ttfb = self.owner.now() - sent
+        except BaseException as exc:
+            if sid:
+                self.end_stream(sid, reset=True)
+            else:
+                self.owner.release_stream(self)
+            if isinstance(exc, h2.exceptions.H2Error):
+                if isinstance(exc, h2.exceptions.NoAvailableStreamIDError) and self.usable:
+                    self.owner.connection_unusable(self)
+                raise RetryableError(httpx.RemoteProtocolError(f"HTTP/2: {exc}")) from None
+            refused = self._last_stream_id is not None and sid > self._last_stream_id
+            if isinstance(exc, httpx.TransportError) and not answered and (reused or refused):
+                if not isinstance(exc, httpx.TimeoutException):
+                    raise RetryableError(exc) from exc
+            raise
+        status = 0
+        headers: list[tuple[bytes, bytes]] = []
+        for name, value in event.headers:
+            if name == b":status":
+                status = int(value)
+            elif not name.startswith(b":"):
+                headers.append((name, value))
+        body_stream = H2Body(self, sid, timings, start, read_timeout)
+        return httpx.Response(
+            status,
+            headers=headers,
+            stream=body_stream,
+            extensions={"http_version": _HTTP2, TIMINGS_EXTENSION: timings},
+        )
+
+    def _headers(self, request: httpx.Request) -> list[tuple[bytes, bytes]]:
+        url = request.url
+        authority = request.headers.get("host") or url.netloc.decode("ascii")
+        headers = [
+            (b":method", request.method.encode("ascii")),
+            (b":authority", authority.encode("ascii")),
+            (b":scheme", url.raw_scheme),
+            (b":path", url.raw_path),
+        ]
+        for name, value in request.headers.raw:
+            lower = name.lower()
+            if lower in _SKIP_HEADERS or (lower == b"te" and value.lower() != b"trailers"):
+                continue
+            headers.append((lower, value))
+        return headers
+
+    async def _send_data(self, sid: int, data: bytes, timeout: float | None) -> None:
+        conn = self._h2
+        view = memoryview(data)
+        while view:
+            window = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+            if window <= 0:
+                await self._flush(timeout)
+                await self._wait_for_window(sid, timeout)
+                continue
+            conn.send_data(sid, bytes(view[:window]))
+            view = view[window:]
+            await self._flush(timeout)
+
+    async def _wait_for_window(self, sid: int, timeout: float | None) -> None:
+        # Read events until the server opens the window; stream events stay queued.
+        with anyio.fail_after(timeout):
+            while self._h2.local_flow_control_window(sid) <= 0:
+                if self._error is not None:
+                    raise type(self._error)(str(self._error))
+                if self._reading:
+                    await anyio.sleep(0)  # another request is reading: let it run
+                    continue
+                self._reading = True
+                try:
+                    await self._read_once(None)
+                finally:
+                    self._reading = False
+
+
+class H2Body(httpx.AsyncByteStream):
+    """The body of one HTTP/2 response; ends (or resets) its stream when done."""
+
+    def __init__(
+        self,
+        conn: H2Connection,
+        sid: int,
+        timings: Timings,
+        start: float,
+        read_timeout: float | None,
+    ) -> None:
+        self._conn = conn
+        self._sid = sid
+        self._timings = timings
+        self._start = start
+        self._read_timeout = read_timeout
+        self._done = False
+
+    def _finish(self, reset: bool) -> None:
+        if not self._done:
+            self._done = True
+            self._conn.end_stream(self._sid, reset)
+            self._timings.total = self._conn.owner.now() - self._start
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        try:
+            while not self._done:
+                event = await conn.next_event(self._sid, self._read_timeout)
+                if isinstance(event, h2.events.DataReceived):
+                    if event.flow_controlled_length:
+                        conn._h2.acknowledge_received_data(event.flow_controlled_length, self._sid)
+                    if event.stream_ended is not None:
+                        self._finish(False)
+                    if event.data:
+                        yield event.data
+                elif isinstance(event, h2.events.StreamEnded):
+                    self._finish(False)
+                elif isinstance(event, h2.events.StreamReset):
+                    raise httpx.RemoteProtocolError(
+                        f"{conn.url} reset the stream (error code {event.error_code})"
+                    )
+        except BaseException:
+            self._finish(True)
+            raise
+
+    async def aclose(self) -> None:
+        self._finish(True)

@@ -1,0 +1,314 @@
+"""Loopback test servers for the pool, each in its own thread with its own asyncio loop.
+
+Running in a thread keeps them independent of the test's event loop, so the same server
+serves tests on asyncio and on trio. Tests wait for server-side facts (N requests in
+flight, a connection closed) with `await server.wait_for(predicate)`, which blocks a worker
+thread on a condition variable: no sleeps used as synchronisation.
+
+`RawServer` is a hand-written HTTP/1.1 server whose behaviour each request chooses by its
+query string:
+    latency=S   answer after S seconds (so ttfb >= S)
+    hold=1      keep the request until `release()` is called
+    size=N      answer with N body bytes (default a small JSON document)
+    chunked=1   send the body with Transfer-Encoding: chunked
+    close=1     close the connection silently right after the response (no header)
+    drop=1      send the head and half the body, then close
+    noreply=1   close the connection without answering
+    stall=1     never answer
+`H2Server` runs hypercorn (HTTP/2 over TLS with ALPN, or cleartext prior knowledge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio
+
+
+class _Base:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.cond = threading.Condition()
+        self.requests = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.connections_opened = 0
+        self.connections_closed = 0
+        self.port = 0
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._release: asyncio.Event | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _changed(self, **delta: int) -> None:
+        with self.cond:
+            for name, value in delta.items():
+                setattr(self, name, getattr(self, name) + value)
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            self.cond.notify_all()
+
+    def wait_until(self, predicate: Callable[[Any], bool], timeout: float = 20.0) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: predicate(self), timeout)
+
+    async def wait_for(self, predicate: Callable[[Any], bool], timeout: float = 20.0) -> None:
+        ok = await anyio.to_thread.run_sync(self.wait_until, predicate, timeout)
+        assert ok, f"server condition not reached within {timeout} s"
+
+    def release(self) -> None:
+        """Let every held request (hold=1) answer, now and from now on."""
+
+        def _set() -> None:
+            assert self._release is not None
+            self._release.set()
+
+        self.loop.call_soon_threadsafe(_set)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._main())
+        self.loop.close()
+
+    async def _main(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10), "test server did not start"
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+class RawServer(_Base):
+    """A raw HTTP/1.1 server; see the module docstring for per-request behaviours."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        self._release = asyncio.Event()
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=4096)
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        await self._stop.wait()
+        server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._changed(connections_opened=1)
+        self._writers.add(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        name, value = line.split(":", 1)
+                        headers[name.strip().lower()] = value.strip()
+                length = int(headers.get("content-length", "0"))
+                body = await reader.readexactly(length) if length else b""
+                if headers.get("transfer-encoding", "").lower() == "chunked":
+                    body = await self._read_chunked(reader)
+                self._changed(requests=1, in_flight=1)
+                try:
+                    keep = await self._answer(writer, method, target, body)
+                finally:
+                    self._changed(in_flight=-1)
+                if not keep:
+                    writer.transport.abort()
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self._writers.discard(writer)
+            self._tasks.discard(task)
+            writer.transport.abort()
+            self._changed(connections_closed=1)
+
+    async def _read_chunked(self, reader: asyncio.StreamReader) -> bytes:
+        out = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")
+                return out
+            out += await reader.readexactly(size)
+            await reader.readexactly(2)
+
+    async def _answer(
+        self, writer: asyncio.StreamWriter, method: str, target: str, body: bytes
+    ) -> bool:
+        query = {k: v[0] for k, v in parse_qs(target.partition("?")[2]).items()}
+        assert self._release is not None
+        if "latency" in query:
+            await asyncio.sleep(float(query["latency"]))
+        if query.get("hold"):
+            await self._release.wait()
+        if query.get("stall"):
+            await asyncio.Event().wait()
+        if query.get("noreply"):
+            return False
+        if "size" in query:
+            payload = b"x" * int(query["size"])
+        else:
+            payload = json.dumps(
+                {"ok": True, "method": method, "path": target, "echo": len(body)}
+            ).encode()
+        head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        if query.get("chunked"):
+            writer.write(head.encode() + b"Transfer-Encoding: chunked\r\n\r\n")
+            for i in range(0, len(payload), 7):
+                part = payload[i : i + 7]
+                writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+            writer.write(b"0\r\n\r\n")
+        elif query.get("drop"):
+            writer.write(head.encode() + f"Content-Length: {len(payload)}\r\n\r\n".encode())
+            writer.write(payload[: len(payload) // 2])
+            await writer.drain()
+            return False
+        else:
+            head += f"Content-Length: {len(payload)}\r\n\r\n"
+            writer.write(head.encode() + (b"" if method == "HEAD" else payload))
+        await writer.drain()
+        return not query.get("close")
+
+
+class H2Server(_Base):
+    """hypercorn serving a tiny ASGI app over HTTP/2 (TLS + ALPN, or h2c prior knowledge).
+
+    The app answers JSON; `?hold=1` keeps a request until `release()`; `?latency=S`.
+    `clients` collects the client ports seen, i.e. the connections used.
+    """
+
+    def __init__(
+        self, *, tls: Any = None, max_streams: int = 100, keep_alive_timeout: float = 30.0
+    ) -> None:
+        super().__init__()
+        self.tls = tls
+        self.max_streams = max_streams
+        self.keep_alive_timeout = keep_alive_timeout
+        self.clients: set[tuple[str, int]] = set()
+        self.http_versions: set[str] = set()
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        assert self._release is not None
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
+        with self.cond:
+            self.clients.add(tuple(scope["client"]))
+            self.http_versions.add(scope["http_version"])
+        self._changed(requests=1, in_flight=1)
+        try:
+            if "latency" in query:
+                await asyncio.sleep(float(query["latency"]))
+            if query.get("hold"):
+                await self._release.wait()
+            payload = json.dumps({"ok": True, "echo": len(body), "path": scope["path"]}).encode()
+            if "size" in query:
+                payload = b"x" * int(query["size"])
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": payload})
+        finally:
+            self._changed(in_flight=-1)
+
+    async def _main(self) -> None:
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config
+
+        self._stop = asyncio.Event()
+        self._release = asyncio.Event()
+        config = Config()
+        config.bind = ["127.0.0.1:0"]
+        config.h2_max_concurrent_streams = self.max_streams
+        config.keep_alive_timeout = self.keep_alive_timeout
+        config.accesslog = None
+        config.errorlog = None
+        config.loglevel = "ERROR"
+        if self.tls is not None:
+            cert, key = self.tls
+            config.certfile = cert
+            config.keyfile = key
+            config.alpn_protocols = ["h2", "http/1.1"]
+        sockets = config.create_sockets()
+        insecure = sockets.insecure_sockets or sockets.secure_sockets
+        self.port = insecure[0].getsockname()[1]
+        for sock in insecure:
+            sock.close()
+        config.bind = [f"127.0.0.1:{self.port}"]
+        task = asyncio.ensure_future(
+            serve(self._app, config, shutdown_trigger=self._stop.wait)  # type: ignore[arg-type]
+        )
+        for _ in range(500):  # until hypercorn listens (setup, not test synchronisation)
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            except OSError:
+                await asyncio.sleep(0.01)
+                continue
+            writer.close()
+            break
+        self._ready.set()
+        await task
+
+
+@contextlib.contextmanager
+def running(server: _Base) -> Iterator[Any]:
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def client_ssl_context(ca: Any) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    return ctx
