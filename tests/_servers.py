@@ -14,6 +14,7 @@ query string:
     close=1     close the connection silently right after the response (no header)
     drop=1      send the head and half the body, then close
     noreply=1   close the connection without answering
+    noreply_once=K  the first request with key K: as noreply; later ones answer
     stall=1     never answer
 `H2Server` runs hypercorn (HTTP/2 over TLS with ALPN, or cleartext prior knowledge).
 """
@@ -35,6 +36,8 @@ import anyio
 class _Base:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        # Handlers cut off at shutdown are expected: keep them out of the test output.
+        self.loop.set_exception_handler(lambda loop, context: None)
         self.cond = threading.Condition()
         self.requests = 0
         self.in_flight = 0
@@ -49,7 +52,8 @@ class _Base:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if getattr(self, "ssl_context", None) else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def _changed(self, **delta: int) -> None:
         with self.cond:
@@ -58,13 +62,13 @@ class _Base:
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             self.cond.notify_all()
 
-    def wait_until(self, predicate: Callable[[Any], bool], timeout: float = 20.0) -> bool:
+    def wait_until(self, predicate: Callable[[Any], bool], time_limit: float = 20.0) -> bool:
         with self.cond:
-            return self.cond.wait_for(lambda: predicate(self), timeout)
+            return self.cond.wait_for(lambda: predicate(self), time_limit)
 
-    async def wait_for(self, predicate: Callable[[Any], bool], timeout: float = 20.0) -> None:
-        ok = await anyio.to_thread.run_sync(self.wait_until, predicate, timeout)
-        assert ok, f"server condition not reached within {timeout} s"
+    async def wait_for(self, predicate: Callable[[Any], bool], time_limit: float = 20.0) -> None:
+        ok = await anyio.to_thread.run_sync(self.wait_until, predicate, time_limit)
+        assert ok, f"server condition not reached within {time_limit} s"
 
     def release(self) -> None:
         """Let every held request (hold=1) answer, now and from now on."""
@@ -96,17 +100,25 @@ class _Base:
 
 
 class RawServer(_Base):
-    """A raw HTTP/1.1 server; see the module docstring for per-request behaviours."""
+    """A raw HTTP/1.1 server; see the module docstring for per-request behaviours.
 
-    def __init__(self) -> None:
+    Args:
+        ssl_context: Serve TLS with this server context (ALPN offers http/1.1 only).
+    """
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         super().__init__()
+        self.ssl_context = ssl_context
+        self.noreply_done: set[str] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def _main(self) -> None:
         self._stop = asyncio.Event()
         self._release = asyncio.Event()
-        server = await asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=4096)
+        server = await asyncio.start_server(
+            self._serve, "127.0.0.1", 0, backlog=4096, ssl=self.ssl_context
+        )
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         await self._stop.wait()
@@ -149,8 +161,8 @@ class RawServer(_Base):
                 if not keep:
                     writer.transport.abort()
                     return
-        except (ConnectionError, asyncio.IncompleteReadError):
-            return
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            return  # (a cancelled handler must not end cancelled: asyncio 3.11 logs it)
         finally:
             self._writers.discard(writer)
             self._tasks.discard(task)
@@ -179,6 +191,10 @@ class RawServer(_Base):
         if query.get("stall"):
             await asyncio.Event().wait()
         if query.get("noreply"):
+            return False
+        once = query.get("noreply_once")
+        if once and once not in self.noreply_done:
+            self.noreply_done.add(once)
             return False
         if "size" in query:
             payload = b"x" * int(query["size"])

@@ -13,6 +13,7 @@ request attached; the pool attaches it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import math
 import os
@@ -55,7 +56,7 @@ class Waiter(Protocol):
     def wake(self, value: Any) -> bool:
         """Hand `value` to the waiting request; False if it already gave up."""
 
-    async def wait(self, timeout: float | None) -> bool:
+    async def wait(self, time_limit: float | None) -> bool:
         """Wait to be woken; True if woken, False on timeout. Cancellation propagates."""
 
 
@@ -64,10 +65,10 @@ class Stream(Protocol):
 
     alpn: str | None
 
-    async def receive(self, timeout: float | None) -> bytes:
+    async def receive(self, time_limit: float | None) -> bytes:
         """Return the next bytes received, or b"" at end of stream."""
 
-    async def send(self, data: bytes, timeout: float | None) -> None:
+    async def send(self, data: bytes, time_limit: float | None) -> None:
         """Send all of `data`."""
 
     def dead_while_idle(self) -> bool:
@@ -98,7 +99,7 @@ class Backend:
         raise NotImplementedError
 
     async def connect(
-        self, host: str, port: int, ssl_context: ssl.SSLContext | None, timeout: float | None
+        self, host: str, port: int, ssl_context: ssl.SSLContext | None, time_limit: float | None
     ) -> Stream:
         """Open a TCP connection (and TLS if `ssl_context`); raises ConnectError/Timeout."""
         raise NotImplementedError
@@ -190,11 +191,11 @@ class _AsyncioWaiter:
         fut.set_result(True)
         return True
 
-    async def wait(self, timeout: float | None) -> bool:
+    async def wait(self, time_limit: float | None) -> bool:
         fut = self._fut
-        if timeout is None:
+        if time_limit is None:
             return await fut
-        timer = self._loop.call_later(timeout, _expire, fut)
+        timer = self._loop.call_later(time_limit, _expire, fut)
         try:
             return await fut
         finally:
@@ -284,7 +285,7 @@ class _AsyncioStream(asyncio.Protocol):
             waiter.set_result(None)
 
     # Stream
-    async def receive(self, timeout: float | None) -> bytes:
+    async def receive(self, time_limit: float | None) -> bytes:
         while True:
             buf = self._buf
             if buf:
@@ -301,20 +302,20 @@ class _AsyncioStream(asyncio.Protocol):
                 return b""
             fut = self._loop.create_future()
             self._waiter = fut
-            if timeout is None:
+            if time_limit is None:
                 try:
                     await fut
                 finally:
                     self._waiter = None
             else:
-                timer = self._loop.call_later(timeout, _read_timeout, fut)
+                timer = self._loop.call_later(time_limit, _read_timeout, fut)
                 try:
                     await fut
                 finally:
                     self._waiter = None
                     timer.cancel()
 
-    async def send(self, data: bytes, timeout: float | None) -> None:
+    async def send(self, data: bytes, time_limit: float | None) -> None:
         transport = self.transport
         if transport is None or self._eof or transport.is_closing():
             raise httpx.WriteError("connection closed by the server")
@@ -323,7 +324,9 @@ class _AsyncioStream(asyncio.Protocol):
             return
         fut = self._loop.create_future()
         self._drain = fut
-        timer = None if timeout is None else self._loop.call_later(timeout, _write_timeout, fut)
+        timer = (
+            None if time_limit is None else self._loop.call_later(time_limit, _write_timeout, fut)
+        )
         try:
             await fut
         finally:
@@ -356,15 +359,16 @@ class _AsyncioStream(asyncio.Protocol):
             pass
         # The socket is closed; tell the transport objects so that their finalizers
         # neither warn nor touch a loop that may be gone (private attributes, best effort).
-        for obj in (transport, getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)):
+        for obj in (
+            transport,
+            getattr(getattr(transport, "_ssl_protocol", None), "_transport", None),
+        ):
             if obj is None:
                 continue
             for name, value in (("_sock", None), ("_closed", True)):
                 if hasattr(obj, name):
-                    try:
+                    with contextlib.suppress(Exception):
                         setattr(obj, name, value)
-                    except Exception:  # pragma: no cover
-                        pass
 
 
 class AsyncioBackend(Backend):
@@ -383,7 +387,7 @@ class AsyncioBackend(Backend):
         return _AsyncioWaiter(self._loop)
 
     async def connect(
-        self, host: str, port: int, ssl_context: ssl.SSLContext | None, timeout: float | None
+        self, host: str, port: int, ssl_context: ssl.SSLContext | None, time_limit: float | None
     ) -> Stream:
         loop = self._loop
         stream = _AsyncioStream(loop)
@@ -395,13 +399,13 @@ class AsyncioBackend(Backend):
             server_hostname=host if ssl_context is not None else None,
         )
         try:
-            if timeout is None:
+            if time_limit is None:
                 await coro
             else:
-                await asyncio.wait_for(coro, timeout)
+                await asyncio.wait_for(coro, time_limit)
         except asyncio.TimeoutError:
             raise httpx.ConnectTimeout(
-                f"timed out connecting to {host}:{port} after {timeout} s"
+                f"timed out connecting to {host}:{port} after {time_limit} s"
             ) from None
         except ssl.SSLError as exc:
             raise httpx.ConnectError(f"TLS handshake with {host}:{port} failed: {exc}") from exc
@@ -435,11 +439,11 @@ class _TrioWaiter:
         self._event.set()
         return True
 
-    async def wait(self, timeout: float | None) -> bool:
+    async def wait(self, time_limit: float | None) -> bool:
         import trio
 
         try:
-            with trio.move_on_after(math.inf if timeout is None else timeout):
+            with trio.move_on_after(math.inf if time_limit is None else time_limit):
                 await self._event.wait()
         finally:
             self._given_up = True
@@ -454,22 +458,22 @@ class _TrioStream:
         self._sock = sock
         self.alpn = alpn
 
-    async def receive(self, timeout: float | None) -> bytes:
+    async def receive(self, time_limit: float | None) -> bytes:
         import trio
 
         try:
-            with trio.fail_after(math.inf if timeout is None else timeout):
+            with trio.fail_after(math.inf if time_limit is None else time_limit):
                 return bytes(await self._stream.receive_some(_READ_SIZE))
         except trio.TooSlowError:
             raise httpx.ReadTimeout("timed out waiting for the server's response") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise httpx.ReadError(f"connection lost: {exc}") from exc
 
-    async def send(self, data: bytes, timeout: float | None) -> None:
+    async def send(self, data: bytes, time_limit: float | None) -> None:
         import trio
 
         try:
-            with trio.fail_after(math.inf if timeout is None else timeout):
+            with trio.fail_after(math.inf if time_limit is None else time_limit):
                 await self._stream.send_all(data)
         except trio.TooSlowError:
             raise httpx.WriteTimeout("timed out sending the request") from None
@@ -547,10 +551,8 @@ class TrioBackend(Backend):
                 while timers and (timers[0].cancelled or timers[0].deadline <= trio.current_time()):
                     timer = heapq.heappop(timers)
                     if not timer.cancelled:
-                        try:
+                        with contextlib.suppress(Exception):
                             timer.callback()
-                        except Exception:  # pragma: no cover - callbacks do not raise
-                            pass
                 scope = self._scope = trio.CancelScope(
                     deadline=timers[0].deadline if timers else math.inf
                 )
@@ -571,11 +573,11 @@ class TrioBackend(Backend):
         return _TrioWaiter()
 
     async def connect(
-        self, host: str, port: int, ssl_context: ssl.SSLContext | None, timeout: float | None
+        self, host: str, port: int, ssl_context: ssl.SSLContext | None, time_limit: float | None
     ) -> Stream:
         trio = self._trio
         try:
-            with trio.fail_after(math.inf if timeout is None else timeout):
+            with trio.fail_after(math.inf if time_limit is None else time_limit):
                 tcp = await trio.open_tcp_stream(host, port)
                 stream: Any = tcp
                 alpn = None
@@ -591,7 +593,7 @@ class TrioBackend(Backend):
                     alpn = stream.selected_alpn_protocol()
         except trio.TooSlowError:
             raise httpx.ConnectTimeout(
-                f"timed out connecting to {host}:{port} after {timeout} s"
+                f"timed out connecting to {host}:{port} after {time_limit} s"
             ) from None
         except (OSError, trio.BrokenResourceError) as exc:
             raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}") from exc

@@ -13,11 +13,13 @@ stream ends (`release_stream`) and when the connection may take no new stream
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import anyio
+import anyio.lowlevel
 import h2.config
 import h2.connection
 import h2.errors
@@ -90,8 +92,8 @@ class H2Connection:
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self, timeout: float | None) -> None:
-        """Send the preface and wait for the server's SETTINGS (within `timeout`)."""
+    async def start(self, time_limit: float | None) -> None:
+        """Send the preface and wait for the server's SETTINGS (within `time_limit`)."""
         conn = self._h2
         conn.local_settings = h2.settings.Settings(
             client=True,
@@ -104,10 +106,10 @@ class H2Connection:
         conn.initiate_connection()
         conn.increment_flow_control_window(_WINDOW)
         try:
-            await self.stream.send(conn.data_to_send(), timeout)
+            await self.stream.send(conn.data_to_send(), time_limit)
             settings = False
             while not settings:
-                data = await self.stream.receive(timeout)
+                data = await self.stream.receive(time_limit)
                 if not data:
                     raise httpx.ConnectError(f"{self.url} closed the HTTP/2 connection at once")
                 for event in conn.receive_data(data):
@@ -117,7 +119,7 @@ class H2Connection:
                         raise httpx.ConnectError(f"{self.url} refused HTTP/2 (GOAWAY)")
             pending = conn.data_to_send()
             if pending:
-                await self.stream.send(pending, timeout)
+                await self.stream.send(pending, time_limit)
         except httpx.ReadTimeout:
             raise httpx.ConnectTimeout(f"{self.url} sent no HTTP/2 SETTINGS in time") from None
         except h2.exceptions.ProtocolError as exc:
@@ -154,14 +156,14 @@ class H2Connection:
             event.set()
 
     # ------------------------------------------------------------------ I/O
-    async def _flush(self, timeout: float | None) -> None:
+    async def _flush(self, time_limit: float | None) -> None:
         async with self._write_lock:
             data = self._h2.data_to_send()
             if data:
-                await self.stream.send(data, timeout)
+                await self.stream.send(data, time_limit)
 
-    async def _read_once(self, timeout: float | None) -> None:
-        data = await self.stream.receive(timeout)
+    async def _read_once(self, time_limit: float | None) -> None:
+        data = await self.stream.receive(time_limit)
         if not data:
             self._lost(httpx.RemoteProtocolError(f"{self.url} closed the HTTP/2 connection"))
             return
@@ -195,7 +197,7 @@ class H2Connection:
         if self.usable:
             self.owner.connection_unusable(self)
 
-    async def next_event(self, sid: int, timeout: float | None) -> Any:
+    async def next_event(self, sid: int, time_limit: float | None) -> Any:
         """Return the next event of stream `sid`, reading the socket if nobody else is."""
         queue = self._events[sid]
         while not queue:
@@ -206,7 +208,7 @@ class H2Connection:
             if not self._reading:
                 self._reading = True
                 try:
-                    await self._read_once(timeout)
+                    await self._read_once(time_limit)
                 except httpx.TransportError as exc:
                     if not isinstance(exc, httpx.TimeoutException):
                         self._lost(type(exc)(str(exc)))
@@ -220,7 +222,7 @@ class H2Connection:
                 event = anyio.Event()
                 self._parked[sid] = event
                 try:
-                    with anyio.fail_after(timeout):
+                    with anyio.fail_after(time_limit):
                         await event.wait()
                 except TimeoutError:
                     raise httpx.ReadTimeout("timed out waiting for the server's response") from None
@@ -233,10 +235,8 @@ class H2Connection:
         if self._events.pop(sid, None) is None:
             return
         if reset and not self._closed:
-            try:
+            with contextlib.suppress(h2.exceptions.H2Error):
                 self._h2.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
-            except h2.exceptions.H2Error:
-                pass
         self.owner.release_stream(self)
 
     # ------------------------------------------------------------------ requests
@@ -303,9 +303,13 @@ class H2Connection:
                     self.owner.connection_unusable(self)
                 raise RetryableError(httpx.RemoteProtocolError(f"HTTP/2: {exc}")) from None
             refused = self._last_stream_id is not None and sid > self._last_stream_id
-            if isinstance(exc, httpx.TransportError) and not answered and (reused or refused):
-                if not isinstance(exc, httpx.TimeoutException):
-                    raise RetryableError(exc) from exc
+            if (
+                isinstance(exc, httpx.TransportError)
+                and not isinstance(exc, httpx.TimeoutException)
+                and not answered
+                and (reused or refused)
+            ):
+                raise RetryableError(exc) from exc
             raise
         status = 0
         headers: list[tuple[bytes, bytes]] = []
@@ -338,27 +342,27 @@ class H2Connection:
             headers.append((lower, value))
         return headers
 
-    async def _send_data(self, sid: int, data: bytes, timeout: float | None) -> None:
+    async def _send_data(self, sid: int, data: bytes, time_limit: float | None) -> None:
         conn = self._h2
         view = memoryview(data)
         while view:
             window = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
             if window <= 0:
-                await self._flush(timeout)
-                await self._wait_for_window(sid, timeout)
+                await self._flush(time_limit)
+                await self._wait_for_window(sid, time_limit)
                 continue
             conn.send_data(sid, bytes(view[:window]))
             view = view[window:]
-            await self._flush(timeout)
+            await self._flush(time_limit)
 
-    async def _wait_for_window(self, sid: int, timeout: float | None) -> None:
+    async def _wait_for_window(self, sid: int, time_limit: float | None) -> None:
         # Read events until the server opens the window; stream events stay queued.
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(time_limit):
             while self._h2.local_flow_control_window(sid) <= 0:
                 if self._error is not None:
                     raise type(self._error)(str(self._error))
                 if self._reading:
-                    await anyio.sleep(0)  # another request is reading: let it run
+                    await anyio.lowlevel.checkpoint()  # another request is reading
                     continue
                 self._reading = True
                 try:

@@ -173,7 +173,7 @@ class ResponseParser:
             self.keep_alive = False
             raise ProtocolError("received data after the end of the response")
 
-    def _run(self) -> None:  # noqa: C901 - one state machine reads best in one place
+    def _run(self) -> None:
         while True:
             state = self._state
             buf = self._buf
@@ -259,7 +259,7 @@ class ResponseParser:
                     raise ProtocolError("received data after the end of the response")
                 return
 
-    def _parse_head(self, head: bytes) -> None:  # noqa: C901
+    def _parse_head(self, head: bytes) -> None:
         lines = head.split(b"\r\n")
         status_line = lines[0]
         parts = status_line.split(b" ", 2)

@@ -16,6 +16,7 @@ timer, also when the pool is otherwise quiet.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import deque
 from typing import Any, Union
@@ -42,7 +43,7 @@ _OPEN = _Open()
 _DEFAULT_STREAMS = 100
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
-_Conn = Union[H1Connection, H2Connection]
+_Conn = Union[H1Connection, H2Connection]  # noqa: UP007 - a runtime alias on 3.10
 
 
 class _Origin:
@@ -123,17 +124,17 @@ class _Origin:
             return _OPEN
         return None
 
-    async def wait(self, timeout: float | None) -> _Conn | _Open:
+    async def wait(self, time_limit: float | None) -> _Conn | _Open:
         """Queue for a connection, stream or the right to open a connection.
 
         Raises:
-            httpx.PoolTimeout: Nothing was handed over within `timeout`.
+            httpx.PoolTimeout: Nothing was handed over within `time_limit`.
         """
         waiter = self.backend.waiter()
         self.waiters.append(waiter)
         self.n_waiting += 1
         try:
-            woken = await waiter.wait(timeout)
+            woken = await waiter.wait(time_limit)
         except BaseException:
             if waiter.value is not None:
                 self._give_back(waiter.value)
@@ -143,7 +144,7 @@ class _Origin:
         if not woken:
             self._left_queue()
             raise httpx.PoolTimeout(
-                f"timed out after {timeout} s waiting for a free connection to {self.url}: "
+                f"timed out after {time_limit} s waiting for a free connection to {self.url}: "
                 f"all max_connections={self.max_conn} connections to it are busy and "
                 f"{self.n_waiting + 1} request(s) were waiting. Raise max_connections=... "
                 f"if the server can take more requests at once, or the pool= timeout "
@@ -184,12 +185,12 @@ class _Origin:
             self.opening += 1
 
     # ------------------------------------------------------------------ open
-    async def open(self, timeout: float | None) -> _Conn:
+    async def open(self, time_limit: float | None) -> _Conn:
         """Open a connection with the right obtained from `try_acquire` or `wait`."""
         now = self.now
         started = now()
         try:
-            stream = await self.backend.connect(self.host, self.port, self.ssl_context, timeout)
+            stream = await self.backend.connect(self.host, self.port, self.ssl_context, time_limit)
         except BaseException:
             self.open_failed()
             raise
@@ -197,7 +198,7 @@ class _Origin:
         if stream.alpn == "h2" or (self.prior_knowledge and stream.alpn is None):
             conn2 = H2Connection(stream, self, self.url)
             try:
-                await conn2.start(timeout)
+                await conn2.start(time_limit)
             except BaseException:
                 stream.close()
                 self.open_failed()
@@ -350,10 +351,8 @@ class _Origin:
     def abandon_all(self) -> None:
         """Close every socket without touching the event loop."""
         for conn in self.conns:
-            try:
+            with contextlib.suppress(Exception):  # best effort by design
                 conn.abandon()
-            except Exception:  # pragma: no cover - best effort by design
-                pass
         self.conns.clear()
         self.idle.clear()
         self.h2_ready.clear()
@@ -418,12 +417,12 @@ class PoolTransport(httpx.AsyncBaseTransport):
             if origin is None:
                 origin = self._origin(url)
             config = self._config
-            timeout = request.extensions.get("timeout")
-            if timeout:
-                pool_timeout = timeout.get("pool", config.pool)
-                connect_timeout = timeout.get("connect", config.connect)
-                read_timeout = timeout.get("read", config.read)
-                write_timeout = timeout.get("write", config.write)
+            timeouts = request.extensions.get("timeout")
+            if timeouts:
+                pool_timeout = timeouts.get("pool", config.pool)
+                connect_timeout = timeouts.get("connect", config.connect)
+                read_timeout = timeouts.get("read", config.read)
+                write_timeout = timeouts.get("write", config.write)
             else:
                 pool_timeout, connect_timeout = config.pool, config.connect
                 read_timeout, write_timeout = config.read, config.write
@@ -481,10 +480,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
         """
         self._closed = True
         for origin in self._origins.values():
-            try:
+            with contextlib.suppress(Exception):  # best effort by design
                 origin.abandon_all()
-            except Exception:  # pragma: no cover - best effort by design
-                pass
 
     def stats(self) -> PoolStats:
         """Return a snapshot of the pool, summed over origins.
@@ -498,9 +495,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
             in_use += origin.in_use
             waiting += origin.n_waiting
             idle += len(origin.idle)
-            idle += sum(
-                1 for c in origin.conns if isinstance(c, H2Connection) and c.streams == 0
-            )
+            idle += sum(1 for c in origin.conns if isinstance(c, H2Connection) and c.streams == 0)
         stats = self._stats
         p50, p90, p99 = stats.percentiles()
         return PoolStats(
