@@ -14,7 +14,8 @@ SurgeError
 │       ├── ConnectTimeout
 │       ├── ReadTimeout
 │       ├── WriteTimeout
-│       └── PoolTimeout            waited too long for a free connection
+│       ├── PoolTimeout            waited too long for a free connection
+│       └── DeadlineExceeded       the call's total deadline ran out (names the phase)
 ├── APIStatusError                 the server answered with an error status
 │   ├── BadRequestError            400
 │   ├── AuthenticationError        401
@@ -42,6 +43,7 @@ __all__ = [
     "ConflictError",
     "ConnectError",
     "ConnectTimeout",
+    "DeadlineExceeded",
     "NotFoundError",
     "OutputParseError",
     "ParseAttempt",
@@ -83,7 +85,15 @@ def preview(data: bytes | str, limit: int = _PREVIEW_CHARS) -> str:
 
 
 class SurgeError(Exception):
-    """Base class of every error raised by surge."""
+    """Base class of every error raised by surge.
+
+    Attributes:
+        call_attempts: For an error that ended an `LLMClient` call, the record of every
+            attempt the call made (`surge.Attempt`s, oldest first, the failing one last);
+            empty when no attempt was made or the error was raised outside a call.
+    """
+
+    call_attempts: tuple[Any, ...] = ()
 
 
 class ConfigError(SurgeError, ValueError):
@@ -133,6 +143,32 @@ class PoolTimeout(Timeout):
 
     The message says how many requests were waiting and which limit to raise.
     """
+
+
+class DeadlineExceeded(Timeout):
+    """The call's total deadline (`deadline=`) ran out: retries, waits and fallbacks included.
+
+    The message says which phase was running when time ran out: waiting for the
+    concurrency limit, for the rate limit, for a connection or the server's answer (with
+    the attempt number), or backing off before an attempt.
+
+    Attributes:
+        phase: What the call was doing when the deadline fired, in words.
+        deadline: The deadline in seconds.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        phase: str,
+        deadline: float,
+        method: str | None = None,
+        url: str | None = None,
+    ):
+        super().__init__(message, method=method, url=url)
+        self.phase = phase
+        self.deadline = deadline
 
 
 class APIStatusError(SurgeError):

@@ -1,0 +1,329 @@
+"""Limits the caller sets: how many calls run at once, and how fast requests start.
+
+Both limits implement one small async interface, `Limiter`: `acquire(cost)` waits for a
+turn, `release(cost, ...)` says how it went. The in-process limiters here keep plain
+counters and `time.monotonic()` reservations, so they work on asyncio and trio alike and
+across event loops used one after another; a limiter shared by many processes (say one
+backed by Redis) can implement the same two methods.
+
+- `ConcurrencyLimiter`: at most N holders at once, waiters served first come, first served.
+- `RateLimiter`: requests per minute and tokens per minute, paced smoothly (600 RPM is one
+  request every 100 ms, not 600 at the top of each minute), FIFO by construction (each
+  `acquire` reserves the next free start time), corrected by the tokens the server says it
+  used, and slowed by the `x-ratelimit-*` headers OpenAI-compatible servers send.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field
+
+from surge._decode import retry_after
+
+__all__ = [
+    "ConcurrencyLimiter",
+    "Limiter",
+    "RateLimit",
+    "RateLimiter",
+    "estimate_tokens",
+    "parse_reset",
+]
+
+
+class Limiter(abc.ABC):
+    """The interface of a limit on calls: wait for a turn, then report how it went.
+
+    `acquire` and `release` always come in pairs; `release` is called even when the
+    request failed or was cancelled (surge shields it from cancellation).
+    """
+
+    @abc.abstractmethod
+    async def acquire(self, cost: int) -> None:
+        """Wait until this request may start.
+
+        Args:
+            cost: The request's estimated tokens (limits that count requests ignore it).
+        """
+
+    @abc.abstractmethod
+    async def release(
+        self, cost: int, *, used: int | None = None, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Report that a request acquired with `cost` has finished.
+
+        Args:
+            cost: The same estimate given to `acquire`.
+            used: The tokens the server says it used (`usage.total_tokens`), when known.
+            headers: The response headers, when a response arrived (error or not).
+        """
+
+
+class _Waiter:
+    __slots__ = ("event", "granted")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.granted = False
+
+
+class ConcurrencyLimiter(Limiter):
+    """At most `limit` holders at once; the others wait in FIFO order.
+
+    A released place is handed straight to the oldest waiter, so a newcomer can never
+    overtake the queue, and a waiter cancelled just after being handed a place passes it
+    on instead of losing it.
+
+    Args:
+        limit: How many may hold a place at once (>= 1).
+
+    Raises:
+        ConfigError: `limit` is not an int >= 1.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            from surge._errors import ConfigError
+
+            raise ConfigError(f"max_concurrency must be an int >= 1 or None; got {limit!r}")
+        self.limit = limit
+        self._free = limit
+        self._waiters: deque[_Waiter] = deque()
+
+    @property
+    def in_use(self) -> int:
+        """How many places are held now."""
+        return self.limit - self._free
+
+    @property
+    def waiting(self) -> int:
+        """How many are queued for a place now."""
+        return len(self._waiters)
+
+    async def acquire(self, cost: int = 1) -> None:
+        """Wait for a place (FIFO); `cost` is ignored."""
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        waiter = _Waiter()
+        self._waiters.append(waiter)
+        try:
+            await waiter.event.wait()
+        except BaseException:
+            if waiter.granted:
+                self._release_one()
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    async def release(
+        self, cost: int = 1, *, used: int | None = None, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Give a place back (to the oldest waiter, if any)."""
+        self._release_one()
+
+    def _release_one(self) -> None:
+        if self._waiters:
+            waiter = self._waiters.popleft()
+            waiter.granted = True
+            waiter.event.set()
+        else:
+            self._free += 1
+
+    def __repr__(self) -> str:
+        return (
+            f"ConcurrencyLimiter(limit={self.limit}, in_use={self.in_use}, waiting={self.waiting})"
+        )
+
+
+class RateLimit(BaseModel):
+    """How fast requests may start, per endpoint.
+
+    Attributes:
+        requests_per_minute: Most requests started per minute, paced evenly; None = no
+            limit of the caller's own.
+        tokens_per_minute: Most tokens per minute, counted from an estimate of each
+            request (characters of the messages / 4, plus `max_tokens`) and corrected by
+            the `usage` the server reports; None = no limit of the caller's own.
+        adaptive: Read the server's `x-ratelimit-remaining-*` / `x-ratelimit-reset-*`
+            headers and `Retry-After`, and slow down before the server answers 429.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0)
+    adaptive: bool = True
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)")
+
+
+def parse_reset(value: str | None) -> float | None:
+    """Parse an `x-ratelimit-reset-*` value into seconds.
+
+    OpenAI sends Go-style durations ("6m0s", "1s", "20ms", "1h2m3.5s"); some servers send
+    plain seconds ("1.5").
+
+    Args:
+        value: The header value, or None.
+
+    Returns:
+        Seconds (>= 0), or None when the value is missing or unreadable.
+    """
+    if not value:
+        return None
+    text = value.strip().lower()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    total = 0.0
+    position = 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            return None
+        number, unit = float(match.group(1)), match.group(2)
+        total += number * {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}[unit]
+        position = match.end()
+    if position == 0 or position != len(text):
+        return None
+    return total
+
+
+def _header_int(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return max(0, int(float(value)))
+    except ValueError:
+        return None
+
+
+def _text_length(content: Any) -> int:
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):
+        return sum(
+            len(str(part.get("text", ""))) if isinstance(part, Mapping) else 0 for part in content
+        )
+    return 0
+
+
+def estimate_tokens(body: Mapping[str, Any]) -> int:
+    """Estimate a chat request's tokens before sending it.
+
+    Characters of every message's text / 4 (rounded up), plus `max_completion_tokens` or
+    `max_tokens` when the request sets one. The estimate is corrected by the server's
+    `usage` once the response arrives.
+
+    Args:
+        body: The JSON request body.
+
+    Returns:
+        The estimate (>= 1).
+    """
+    chars = 0
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, Mapping):
+                chars += _text_length(message.get("content"))
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    completion = limit if isinstance(limit, int) and not isinstance(limit, bool) else 0
+    return max(1, -(-chars // 4) + max(0, completion))
+
+
+class RateLimiter(Limiter):
+    """Paces request starts to a `RateLimit`, FIFO, and adapts to the server's headers.
+
+    Each `acquire` reserves the earliest start time that keeps every limit, then sleeps
+    until it: reservations are handed out in call order, so waiters are served FIFO and
+    the pace holds however many tasks wait. The bookkeeping uses `time.monotonic()`, so
+    one limiter serves asyncio and trio loops alike.
+
+    Args:
+        config: The limits.
+        clock: The time source, in seconds (for tests).
+    """
+
+    def __init__(self, config: RateLimit, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self._clock = clock
+        self._next_request = 0.0
+        self._next_token = 0.0
+        # Pacing asked for by the server's headers: a floor on the seconds per request
+        # (per token), valid until the given time.
+        self._hint_request = (0.0, 0.0)
+        self._hint_token = (0.0, 0.0)
+        rpm, tpm = config.requests_per_minute, config.tokens_per_minute
+        self._per_request = 60.0 / rpm if rpm else 0.0
+        self._per_token = 60.0 / tpm if tpm else 0.0
+
+    def reserve(self, cost: int) -> float:
+        """Reserve the next start time for a request of `cost` tokens.
+
+        Args:
+            cost: The request's estimated tokens.
+
+        Returns:
+            Seconds to wait before starting (0.0 when it may start now).
+        """
+        now = self._clock()
+        start = max(now, self._next_request, self._next_token)
+        per_request, until = self._hint_request
+        per_request = max(self._per_request, per_request if start < until else 0.0)
+        per_token, until = self._hint_token
+        per_token = max(self._per_token, per_token if start < until else 0.0)
+        self._next_request = start + per_request
+        self._next_token = start + cost * per_token
+        return start - now
+
+    async def acquire(self, cost: int) -> None:
+        """Wait for this request's turn under the rate limits."""
+        wait = self.reserve(cost)
+        if wait > 0:
+            await anyio.sleep(wait)
+
+    async def release(
+        self, cost: int, *, used: int | None = None, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Correct the token count by `used` and read the server's rate-limit headers."""
+        self.settle(cost, used=used, headers=headers)
+
+    def settle(
+        self, cost: int, *, used: int | None = None, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """The synchronous body of `release` (for tests and for callers outside a loop)."""
+        now = self._clock()
+        if used is not None and self._per_token:
+            self._next_token = max(now, self._next_token + (used - cost) * self._per_token)
+        if headers is None or not self.config.adaptive:
+            return
+        wait = retry_after(headers)
+        if wait is not None:  # the server asked every caller to hold off
+            self._next_request = max(self._next_request, now + wait)
+            self._next_token = max(self._next_token, now + wait)
+        remaining = _header_int(headers, "x-ratelimit-remaining-requests")
+        reset = parse_reset(headers.get("x-ratelimit-reset-requests"))
+        if remaining is not None and reset is not None:
+            # Spread what is left of the window over the time until it resets.
+            per_request = reset / (remaining + 1)
+            self._hint_request = (per_request, now + reset)
+            self._next_request = max(self._next_request, now + per_request)
+        remaining = _header_int(headers, "x-ratelimit-remaining-tokens")
+        reset = parse_reset(headers.get("x-ratelimit-reset-tokens"))
+        if remaining is not None and reset is not None:
+            self._hint_token = (reset / (remaining + 1), now + reset)
+            if remaining < max(cost, used or 0):
+                self._next_token = max(self._next_token, now + reset)
+
+    def __repr__(self) -> str:
+        return f"RateLimiter({self.config!r})"
