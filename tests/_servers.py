@@ -26,7 +26,7 @@ import contextlib
 import json
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -286,6 +286,7 @@ class H2Server(_Base):
         config.bind = ["127.0.0.1:0"]
         config.h2_max_concurrent_streams = self.max_streams
         config.keep_alive_timeout = self.keep_alive_timeout
+        config.graceful_timeout = 2.0
         config.accesslog = None
         config.errorlog = None
         config.loglevel = "ERROR"
@@ -322,6 +323,16 @@ def running(server: _Base) -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+@contextlib.asynccontextmanager
+async def serving(server: _Base) -> AsyncIterator[Any]:
+    """Run `server` around an async block; stops it without blocking the test's loop."""
+    await anyio.to_thread.run_sync(server.start)
+    try:
+        yield server
+    finally:
+        await anyio.to_thread.run_sync(server.stop)
 
 
 def client_ssl_context(ca: Any) -> ssl.SSLContext:

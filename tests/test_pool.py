@@ -18,7 +18,7 @@ import pytest
 import trustme
 
 import surge._pool
-from _servers import RawServer, running
+from _servers import RawServer, running, serving
 from surge._config import PoolConfig
 from surge._pool import PoolTransport
 from surge._timings import TIMINGS_EXTENSION, Timings
@@ -89,7 +89,7 @@ async def test_max_connections_per_origin_queues_the_rest(server: RawServer) -> 
 
 @pytest.mark.anyio
 async def test_limit_is_per_origin() -> None:
-    with running(RawServer()) as one, running(RawServer()) as two:
+    async with serving(RawServer()) as one, serving(RawServer()) as two:
         http, pool = client(max_connections=2)
         async with http, anyio.create_task_group() as tg:
             for _ in range(5):
@@ -365,7 +365,7 @@ async def test_https_http11_and_alpn_fallback() -> None:
     server_ctx.set_alpn_protocols(["http/1.1"])
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
-    with running(RawServer(server_ctx)) as srv:
+    async with serving(RawServer(server_ctx)) as srv:
         http, pool = client(verify=client_ctx, http2=True, max_connections=10)
         async with http:
             async with anyio.create_task_group() as tg:

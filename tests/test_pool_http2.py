@@ -1,0 +1,219 @@
+"""surge's pool over HTTP/2 (hypercorn), TLS with ALPN and cleartext prior knowledge."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import trustme
+
+from _servers import H2Server, serving
+from surge._config import PoolConfig
+from surge._pool import PoolTransport
+from surge._timings import TIMINGS_EXTENSION, Timings
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def cert_files(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    cert = ca.issue_cert("127.0.0.1")
+    folder: Path = tmp_path_factory.mktemp("certs")
+    chain, key = folder / "chain.pem", folder / "key.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(chain))
+    cert.private_key_pem.write_to_path(str(key))
+    return str(chain), str(key)
+
+
+@pytest.fixture
+async def h2c(anyio_backend: str) -> AsyncIterator[H2Server]:
+    async with serving(H2Server(max_streams=100)) as srv:
+        yield srv
+
+
+def client(**config: Any) -> tuple[httpx.AsyncClient, PoolTransport]:
+    transport = PoolTransport(PoolConfig(http2=True, **config))
+    return httpx.AsyncClient(transport=transport, timeout=20.0), transport
+
+
+def timings(response: httpx.Response) -> Timings:
+    value = response.extensions[TIMINGS_EXTENSION]
+    assert isinstance(value, Timings)
+    return value
+
+
+@pytest.mark.anyio
+async def test_h2c_prior_knowledge_multiplexes_on_one_connection(h2c: H2Server) -> None:
+    http, pool = client()
+    results: list[httpx.Response] = []
+
+    async def call(i: int) -> None:
+        results.append(await http.post(h2c.url + "/x?hold=1", json={"i": i}))
+
+    async with http:
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(call, i)
+            await h2c.wait_for(lambda s: s.in_flight == 20)
+            assert pool.stats().in_use == 20
+            h2c.release()
+        assert len(h2c.clients) == 1
+        assert pool.stats().connections_opened == 1
+        assert all(r.http_version == "HTTP/2" for r in results)
+        assert all(r.extensions["http_version"] == b"HTTP/2" for r in results)
+        assert all(timings(r).http_version == "HTTP/2" for r in results)
+        assert sorted(r.json()["echo"] for r in results) == sorted(
+            len(f'{{"i":{i}}}') for i in range(20)
+        )
+        assert h2c.http_versions == {"2"}
+        # The connection stays and serves the next request too.
+        again = await http.get(h2c.url)
+        assert timings(again).reused
+        assert timings(again).connect == 0
+        assert pool.stats().connections_opened == 1
+        assert pool.stats().in_use == 0
+        assert pool.stats().idle == 1
+
+
+@pytest.mark.anyio
+async def test_more_connections_when_max_concurrent_streams_is_reached() -> None:
+    async with serving(H2Server(max_streams=4)) as srv:
+        http, pool = client()
+        async with http, anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(http.get, srv.url + "/?hold=1")
+            await srv.wait_for(lambda s: s.in_flight == 10)
+            assert len(srv.clients) == 3  # 4 + 4 + 2 streams
+            srv.release()
+        assert pool.stats().connections_opened == 3
+
+
+@pytest.mark.anyio
+async def test_waiting_for_a_stream_counts_as_waiting() -> None:
+    async with serving(H2Server(max_streams=2)) as srv:
+        http, pool = client(max_connections=2)
+        results: list[httpx.Response] = []
+
+        async def call() -> None:
+            results.append(await http.get(srv.url + "/?hold=1"))
+
+        async with http, anyio.create_task_group() as tg:
+            for _ in range(7):
+                tg.start_soon(call)
+            await srv.wait_for(lambda s: s.in_flight == 4)
+            while pool.stats().waiting != 3:
+                await anyio.lowlevel.checkpoint()
+            assert pool.stats().in_use == 4
+            srv.release()
+        assert len(results) == 7
+        assert srv.peak_in_flight == 4
+        assert sum(1 for r in results if timings(r).queued > 0) >= 3
+        assert pool.stats().connections_opened == 2
+
+
+@pytest.mark.anyio
+async def test_h2_over_tls_with_alpn(ca: trustme.CA, cert_files: tuple[str, str]) -> None:
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    async with serving(H2Server(tls=cert_files)) as srv:
+        http, pool = client(verify=ctx)
+        async with http:
+            async with anyio.create_task_group() as tg:
+                for _ in range(5):
+                    tg.start_soon(http.get, srv.url + "/?hold=1")
+                await srv.wait_for(lambda s: s.in_flight == 5)
+                srv.release()
+            response = await http.get(srv.url + "/y")
+        assert srv.url.startswith("https://")
+        assert response.http_version == "HTTP/2"
+        assert response.json()["path"] == "/y"
+        assert len(srv.clients) == 1
+        assert pool.stats().connections_opened == 1
+
+
+@pytest.mark.anyio
+async def test_tls_without_http2_speaks_http11(ca: trustme.CA, cert_files: tuple[str, str]) -> None:
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    async with serving(H2Server(tls=cert_files)) as srv:
+        transport = PoolTransport(PoolConfig(verify=ctx))
+        async with httpx.AsyncClient(transport=transport) as http:
+            response = await http.get(srv.url)
+        assert response.http_version == "HTTP/1.1"
+        assert srv.http_versions == {"1.1"}
+
+
+@pytest.mark.anyio
+async def test_cancelling_many_streams_leaks_nothing(h2c: H2Server) -> None:
+    http, pool = client(max_connections=3)
+    async with http:
+        async with anyio.create_task_group() as tg:
+            for _ in range(300):
+                tg.start_soon(http.get, h2c.url + "/?hold=1")
+            await h2c.wait_for(lambda s: s.in_flight == 300)
+            tg.cancel_scope.cancel()
+        stats = pool.stats()
+        assert (stats.in_use, stats.waiting) == (0, 0)
+        h2c.release()
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(http.get, h2c.url)
+        assert pool.stats().in_use == 0
+        assert (await http.get(h2c.url)).status_code == 200
+
+
+@pytest.mark.anyio
+async def test_half_read_stream_is_reset_and_connection_kept(h2c: H2Server) -> None:
+    http, pool = client(max_connections=1)
+    async with http:
+        async with http.stream("GET", h2c.url + "/?size=2000000") as response:
+            async for chunk in response.aiter_raw():
+                assert chunk
+                break
+            assert pool.stats().in_use == 1
+        assert pool.stats().in_use == 0
+        response2 = await http.get(h2c.url + "/?size=1000")
+        assert response2.content == b"x" * 1000
+        assert pool.stats().connections_opened == 1
+
+
+@pytest.mark.anyio
+async def test_large_upload_respects_flow_control(h2c: H2Server) -> None:
+    http, _ = client()
+    body = b"y" * 300_000  # larger than the server's initial 64 KiB window
+    async with http:
+        response = await http.post(h2c.url + "/up", content=body)
+    assert response.json()["echo"] == len(body)
+
+
+@pytest.mark.anyio
+async def test_read_timeout_on_one_stream_leaves_others(h2c: H2Server) -> None:
+    http, pool = client()
+    async with http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.get(h2c.url + "/?hold=1", timeout=httpx.Timeout(20.0, read=0.2))
+        assert pool.stats().in_use == 0
+        response = await http.get(h2c.url)
+        assert response.status_code == 200
+        assert pool.stats().connections_opened == 1
+        h2c.release()
+
+
+@pytest.mark.anyio
+async def test_h2_timings(h2c: H2Server) -> None:
+    http, _ = client()
+    async with http:
+        response = await http.get(h2c.url + "/?latency=0.2")
+    t = timings(response)
+    assert t.ttfb >= 0.2
+    assert t.connect > 0
+    assert not t.reused
+    assert t.total >= t.queued + t.connect + t.ttfb
