@@ -605,3 +605,48 @@ async def test_async_server_refuses_to_start_twice() -> None:
 def test_import_surge_does_not_import_hypercorn() -> None:
     code = "import sys, surge; assert 'hypercorn' not in sys.modules, 'hypercorn imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- surge simulate ----------------------------------------------------------------------
+
+
+def test_simulate_flag_parsers() -> None:
+    from surge.testing._cli import parse_failure, parse_latency
+
+    assert parse_latency("0.25") == 0.25
+    sampler = parse_latency("uniform:0.1:0.2")
+    assert callable(sampler)
+    assert all(0.1 <= sampler() <= 0.2 for _ in range(20))
+    assert parse_failure("429:0.1", retry_after=2) == Failure.status(429, retry_after=2, rate=0.1)
+    assert parse_failure("drop:0.5") == Failure.drop_before_response(rate=0.5)
+    assert parse_failure("slow:3:0.2") == Failure.slow_first_byte(3, rate=0.2)
+    for bad in ("explode:0.1", "429:lots", "drop"):
+        with pytest.raises(ConfigError):
+            parse_failure(bad)
+    with pytest.raises(ConfigError):
+        parse_latency("gamma:1:2")
+
+
+def test_surge_simulate_serves_until_interrupted() -> None:
+    import signal
+
+    command = [sys.executable, "-m", "surge._cli", "simulate", "--port", "0", "--reply", "hi"]
+    code = "import sys; from surge._cli import main; sys.exit(main(sys.argv[1:]))"
+    command = [sys.executable, "-c", code, *command[3:]]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            assert first.startswith("surge simulate: serving on http://127.0.0.1:"), first
+            url = first.rsplit(" ", 1)[1].strip()
+            response = httpx.post(f"{url}/chat/completions", json=chat())
+            assert response.json()["choices"][0]["message"]["content"] == "hi"
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, err
+    assert "requests=1" in err
