@@ -1,0 +1,385 @@
+"""Schema-aligned coercion: fit a JSON-ish `Node` to a compiled `Schema`.
+
+`Coercer.coerce` returns `(value, penalty)`: a plain JSON value shaped like the schema
+and a score of how much had to be bent to get it (0 = a clean fit). Unions try every
+member and keep the lowest score (ties go to the first member), so the best fit wins, not
+the first. A value that cannot be made to fit raises `Mismatch` with the path and why.
+
+Coercions (each costs a little): number <-> numeric string (`"1,234"`, `1/5`), float ->
+int when exact, `"yes"`/`1` -> true, scalar -> string, a lone value -> one-item list, a
+list -> its first fitting item (for scalar targets), a scalar -> a one-field object, a
+JSON-encoded string -> the object or list it encodes, a key written without a value -> the
+type's empty value. Missing required lists become `[]`; optional fields take their default.
+
+In partial (streaming) mode a number the input ended in is `ABSENT` (it may still grow):
+dropped from lists, `None` in objects; fields not seen yet are `None`, lists `[]`, maps `{}`.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from surge._parsing._match import bool_from_text, match_choice, number_from_text
+from surge._parsing._nodes import Node, to_plain
+from surge._parsing._repair import parse_document
+from surge._parsing._schema import Prop, Schema
+
+__all__ = ["ABSENT", "Coercer", "Mismatch"]
+
+ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
+_OMIT: Any = object()
+_WORDS = re.compile(r"[\W_]+")
+
+
+class Mismatch(Exception):
+    """A value that cannot be made to fit its schema.
+
+    Attributes:
+        path: Where, as `$.field[0].other`.
+        reason: Why, in words.
+    """
+
+    def __init__(self, reason: str, path: str) -> None:
+        super().__init__(f"at {path}: {reason}" if path != "$" else reason)
+        self.reason = reason
+        self.path = path
+
+
+def _kind_name(node: Node) -> str:
+    if node.kind in ("object", "array"):
+        return "an object" if node.kind == "object" else "a list"
+    if node.kind == "missing":
+        return "no value"
+    text = node.text if len(node.text) <= 40 else node.text[:37] + "..."
+    return f"{node.kind} {text!r}" if node.kind != "null" else "null"
+
+
+def _norm_key(key: str) -> str:
+    return _WORDS.sub("", key).casefold()
+
+
+class Coercer:
+    """Coerce nodes to schemas; one instance per parse.
+
+    Args:
+        partial: Streaming mode (see the module docstring).
+        raw: The node holding the raw text: a top-level string target takes it verbatim,
+            other nodes pay a penalty for being the top-level string.
+    """
+
+    def __init__(self, *, partial: bool, raw: Node | None = None) -> None:
+        self.partial = partial
+        self.raw = raw
+
+    def coerce(self, node: Node, s: Schema, path: str = "$") -> tuple[Any, int]:
+        """Fit `node` to `s`; return `(value, penalty)` or raise `Mismatch`."""
+        kind = s.kind
+        if kind == "union":
+            return self._union(node, s, path)
+        if kind == "any":
+            if self.partial and node.kind == "number" and not node.complete:
+                return ABSENT, 0
+            return to_plain(node), 0
+        if node.kind == "array" and kind in ("enum", "const", "integer", "number", "boolean"):
+            return self._first_item(node, s, path)
+        if kind == "string":
+            return self._string(node, s, path)
+        if kind in ("integer", "number"):
+            return self._number(node, s, path)
+        if kind == "boolean":
+            return self._boolean(node, path)
+        if kind == "null":
+            if node.kind == "null":
+                return None, 0
+            if node.kind == "missing":
+                return None, 1
+            raise Mismatch(f"expected null, got {_kind_name(node)}", path)
+        if kind in ("enum", "const"):
+            return self._choice(node, s, path)
+        if kind == "array":
+            return self._array(node, s, path)
+        if kind == "map":
+            return self._map(node, s, path)
+        return self._object(node, s, path)
+
+    # -- scalars ----------------------------------------------------------------------
+
+    def _string(self, node: Node, s: Schema, path: str) -> tuple[Any, int]:
+        if node.kind == "string":
+            value, penalty = node.value, 0
+        elif node.kind in ("number", "bool"):
+            value, penalty = node.text, 1
+        elif node.kind == "missing":
+            value, penalty = "", 1
+        else:
+            raise Mismatch(f"expected a string, got {_kind_name(node)}", path)
+        if path == "$" and self.raw is not None and node is not self.raw:
+            penalty += 3  # a top-level string target takes the raw text verbatim
+        pattern = s.raw.get("pattern")
+        if isinstance(pattern, str) and not re.search(pattern, value):
+            raise Mismatch(f"{value!r} does not match the pattern {pattern!r}", path)
+        return value, penalty
+
+    def _number(self, node: Node, s: Schema, path: str) -> tuple[Any, int]:
+        integer = s.kind == "integer"
+        if node.kind in ("number", "string") and self.partial and not node.complete:
+            return ABSENT, 0  # the stream may not have finished writing it
+        value: int | float
+        if node.kind == "number":
+            value, penalty = node.value, 0
+            if integer and isinstance(value, float):
+                if not value.is_integer():
+                    raise Mismatch(f"{node.text} is not a whole number", path)
+                value, penalty = int(value), 1
+        elif node.kind == "string":
+            try:
+                value, penalty = number_from_text(node.value, integer=integer)
+            except ValueError as exc:
+                raise Mismatch(str(exc), path) from None
+        elif node.kind == "missing":
+            value, penalty = 0, 1
+        else:
+            raise Mismatch(f"expected a number, got {_kind_name(node)}", path)
+        if not integer:
+            value = float(value)
+        for key, ok in (("minimum", value >= s.raw.get("minimum", value)), ("maximum", value <= s.raw.get("maximum", value))):
+            if not ok:
+                raise Mismatch(f"{value} is outside the {key} {s.raw[key]}", path)
+        return value, penalty
+
+    def _boolean(self, node: Node, path: str) -> tuple[Any, int]:
+        if node.kind == "bool":
+            return node.value, 0
+        if node.kind == "number" and node.value in (0, 1):
+            return bool(node.value), 1
+        if node.kind == "string":
+            try:
+                return bool_from_text(node.value)
+            except ValueError as exc:
+                raise Mismatch(str(exc), path) from None
+        if node.kind == "missing":
+            return False, 1
+        raise Mismatch(f"expected true or false, got {_kind_name(node)}", path)
+
+    def _choice(self, node: Node, s: Schema, path: str) -> tuple[Any, int]:
+        if all(isinstance(v, str) for v in s.values):
+            if node.kind not in ("string", "number", "bool"):
+                raise Mismatch(f"expected {s.describe()}, got {_kind_name(node)}", path)
+            text = node.value if node.kind == "string" else node.text
+            try:
+                index, penalty = match_choice(text, s.aliases)
+            except ValueError as exc:
+                raise Mismatch(str(exc), path) from None
+            return s.values[index], penalty
+        for value in s.values:  # non-string literals: read the node as that type
+            typ = "boolean" if isinstance(value, bool) else "integer" if isinstance(value, int) else "number"
+            if value is None:
+                if node.kind == "null":
+                    return None, 0
+                continue
+            try:
+                got, penalty = self.coerce(node, _SCALARS[typ], path)
+            except Mismatch:
+                continue
+            if got is not ABSENT and type(got) is type(value) and got == value:
+                return value, penalty
+            if got is ABSENT:
+                return ABSENT, 0
+        raise Mismatch(f"expected {s.describe()}, got {_kind_name(node)}", path)
+
+    def _first_item(self, node: Node, s: Schema, path: str) -> tuple[Any, int]:
+        reasons = []
+        for i, child in enumerate(node.value):
+            try:
+                value, penalty = self.coerce(child, s, f"{path}[{i}]")
+            except Mismatch as exc:
+                reasons.append(exc.reason)
+                continue
+            return value, penalty + 2
+        why = f": {reasons[0]}" if reasons else " (it is empty)"
+        raise Mismatch(f"expected {s.describe()}, got a list with no fitting item{why}", path)
+
+    # -- structures -------------------------------------------------------------------
+
+    def _decoded(self, node: Node, opener: str) -> Node | None:
+        """A string holding JSON (`"{\\"a\\": 1}"`): the structure it encodes."""
+        text = node.value.strip() if node.kind == "string" else ""
+        if not text.startswith(opener):
+            return None
+        found = parse_document(text)
+        if found and found[0][0].kind == ("object" if opener == "{" else "array"):
+            return found[0][0]
+        return None
+
+    def _array(self, node: Node, s: Schema, path: str) -> tuple[Any, int]:
+        items = s.items or _SCALARS["any"]
+        if node.kind == "string":
+            decoded = self._decoded(node, "[")
+            if decoded is not None:
+                value, penalty = self._array(decoded, s, path)
+                return value, penalty + 1
+        if node.kind == "array":
+            out, total = [], 0
+            for i, child in enumerate(node.value):
+                value, penalty = self.coerce(child, items, f"{path}[{i}]")
+                if value is not ABSENT:
+                    out.append(value)
+                    total += penalty
+            return out, total
+        if node.kind == "missing":
+            return [], 1
+        if node.kind == "null":
+            raise Mismatch(f"expected {s.describe()}, got null", path)
+        value, penalty = self.coerce(node, items, f"{path}[0]")  # a lone value: wrap it
+        return ([], penalty) if value is ABSENT else ([value], penalty + 2)
+
+    def _map(self, node: Node, s: Schema, path: str) -> tuple[Any, int]:
+        if node.kind == "string":
+            decoded = self._decoded(node, "{")
+            if decoded is not None:
+                value, penalty = self._map(decoded, s, path)
+                return value, penalty + 1
+        if node.kind == "missing":
+            return {}, 1
+        if node.kind != "object":
+            raise Mismatch(f"expected {s.describe()}, got {_kind_name(node)}", path)
+        values = s.items or _SCALARS["any"]
+        out: dict[str, Any] = {}
+        total = 0
+        for key, child in node.value:
+            if key in out:
+                continue  # a duplicate key: the first one wins
+            value, penalty = self.coerce(child, values, f"{path}[{key!r}]")
+            if value is not ABSENT:
+                out[key] = value
+                total += penalty
+        return out, total
+
+    def _object(self, node: Node, s: Schema, path: str) -> tuple[Any, int]:
+        extra_penalty = 0
+        if node.kind == "string":
+            decoded = self._decoded(node, "{")
+            if decoded is None:
+                raise Mismatch(f"expected {s.describe()} (an object), got {_kind_name(node)}", path)
+            node, extra_penalty = decoded, 1
+        elif node.kind == "missing":
+            node, extra_penalty = Node("object", []), 1
+        elif node.kind in ("number", "bool") and len(s.props) == 1:
+            prop = s.props[0]  # a bare scalar for a one-field object
+            value, penalty = self.coerce(node, prop.schema, f"{path}.{prop.name}")
+            return {prop.name: value}, penalty + 2
+        elif node.kind != "object":
+            raise Mismatch(f"expected {s.describe()} (an object), got {_kind_name(node)}", path)
+        found = self._find_keys(node, s)
+        if len(s.props) == 1 and found[0] is None and node.value:
+            prop = s.props[0]  # an object for a one-field object, without that field: nest it
+            try:
+                value, penalty = self.coerce(node, prop.schema, f"{path}.{prop.name}")
+            except Mismatch:
+                pass
+            else:
+                if value is not ABSENT:
+                    return {prop.name: value}, penalty + 2 + extra_penalty
+        out: dict[str, Any] = {}
+        total, matched = extra_penalty, 0
+        used: set[str] = set()
+        for prop, hit in zip(s.props, found):
+            if hit is not None:
+                key, child, key_penalty = hit
+                used.add(key)
+                value, penalty = self.coerce(child, prop.schema, f"{path}.{prop.name}")
+                if value is not ABSENT:
+                    out[prop.name] = value
+                    total += penalty + key_penalty
+                    matched += 1
+                    continue
+            value, penalty = self._missing(prop, path)
+            if value is not _OMIT:
+                out[prop.name] = value
+                total += penalty
+        if s.extra is not None:
+            for key, child in node.value:
+                if key not in used and key not in out:
+                    value, penalty = self.coerce(child, s.extra, f"{path}[{key!r}]")
+                    if value is not ABSENT:
+                        out[key] = value
+                        total += penalty
+        if s.props and not matched and node.value:
+            total += 3  # none of the keys written is one of ours
+        return out, total
+
+    @staticmethod
+    def _find_keys(node: Node, s: Schema) -> list[tuple[str, Node, int] | None]:
+        first: dict[str, Node] = {}
+        for key, child in node.value:
+            first.setdefault(key, child)
+        loose: dict[str, str] = {}
+        for key in first:
+            loose.setdefault(_norm_key(key), key)
+        found: list[tuple[str, Node, int] | None] = []
+        for prop in s.props:
+            hit: tuple[str, Node, int] | None = None
+            for key in prop.keys:
+                if key in first:
+                    hit = (key, first[key], 0)
+                    break
+            if hit is None:
+                for key in prop.keys:
+                    written = loose.get(_norm_key(key))
+                    if written is not None:
+                        hit = (written, first[written], 1)
+                        break
+            found.append(hit)
+        return found
+
+    def _missing(self, prop: Prop, path: str) -> tuple[Any, int]:
+        base = prop.schema.non_null()
+        if self.partial:
+            if base.kind == "array":
+                return [], 0
+            if base.kind == "map":
+                return {}, 0
+            return (copy.deepcopy(prop.default) if prop.has_default else None), 0
+        if prop.required:
+            if base.kind == "array":
+                return [], 2
+            if prop.schema.nullable:
+                return None, 2
+            raise Mismatch(f"the required field {prop.name!r} is missing", path)
+        if prop.has_default:
+            return copy.deepcopy(prop.default), 1
+        return _OMIT, 0
+
+    def _union(self, node: Node, s: Schema, path: str) -> tuple[Any, int]:
+        if node.kind == "null" and s.nullable:
+            return None, 0
+        if node.kind == "missing" and s.nullable:
+            return None, 1
+        best: tuple[Any, int] | None = None
+        reasons: list[str] = []
+        for branch in s.branches:
+            try:
+                value, penalty = self.coerce(node, branch, path)
+            except Mismatch as exc:
+                reasons.append(f"as {branch.describe()}: {exc.reason}")
+                continue
+            if value is ABSENT:
+                return ABSENT, 0
+            if best is None or penalty < best[1]:
+                best = (value, penalty)
+                if penalty == 0:
+                    break
+        if best is None:
+            raise Mismatch(f"{_kind_name(node)} fits no member of the union ({'; '.join(reasons)})", path)
+        return best
+
+
+_SCALARS: dict[str, Schema] = {}
+for _name in ("boolean", "integer", "number", "any"):
+    _s = Schema({"type": _name} if _name != "any" else {})
+    _s.kind = _name
+    _SCALARS[_name] = _s
+del _name, _s
+

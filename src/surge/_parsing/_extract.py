@@ -1,0 +1,176 @@
+"""Find the candidate values in a model's answer: the places JSON might be.
+
+In order of preference: the whole text as strict JSON; each markdown fenced block; each
+balanced `{...}` / `[...]` found by one scan of the text; every value the tolerant parser
+reads from the whole text; all of those together as one list (for list targets); and
+finally the raw text itself (for strings, enums, numbers and booleans written in prose).
+The coercer tries them in this order and keeps the best fit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from surge._parsing._nodes import Node, from_plain
+from surge._parsing._repair import parse_document
+
+__all__ = ["Candidate", "any_json", "candidates"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One reading of the text.
+
+    Attributes:
+        node: The value read.
+        text: The part of the input it was read from (shown in error messages).
+        source: `json`, `fence`, `scan`, `repair`, `all` or `raw`.
+        penalty: Added to the coercion score (a combined list is a guess).
+    """
+
+    node: Node
+    text: str
+    source: str
+    penalty: int = 0
+
+
+def _strict(text: str, partial: bool) -> Node | None:
+    stripped = text.strip()
+    if not stripped or stripped[0] not in '{["-0123456789tfn':
+        return None
+    try:
+        value = json.loads(stripped)
+    except ValueError:
+        return None
+    node = from_plain(value)
+    if partial and node.kind == "number" and text == text.rstrip():
+        node.complete = False  # a bare number at the end of a stream may still grow
+    return node
+
+
+def _fences(text: str) -> list[tuple[str, str]]:
+    """Return `(block text, content)` for each ``` fenced block (an unclosed last one too)."""
+    out: list[tuple[str, str]] = []
+    pos = 0
+    while True:
+        start = text.find("```", pos)
+        if start < 0:
+            return out
+        j = start + 3
+        while j < len(text) and text[j] == "`":
+            j += 1
+        k = j
+        while k < len(text) and (text[k].isalnum() or text[k] in "_+-."):
+            k += 1  # the language tag
+        end = text.find("```", k)
+        content = text[k:] if end < 0 else text[k:end]
+        if content.strip():
+            out.append((text[start : len(text) if end < 0 else end + 3], content))
+        if end < 0:
+            return out
+        pos = end + 3
+
+
+def _balanced(text: str) -> list[str]:
+    """One left-to-right scan for balanced `{...}` / `[...]` spans, minding strings.
+
+    A span that never closes ends the scan (its text is left to the tolerant parser).
+    """
+    out: list[str] = []
+    stack: list[str] = []
+    start = 0
+    in_string = False
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if in_string:
+            if c == "\\":
+                i += 2
+                continue
+            if c == '"':
+                in_string = False
+        elif c == '"' and stack:
+            in_string = True
+        elif c in "{[":
+            if not stack:
+                start = i
+            stack.append("}" if c == "{" else "]")
+        elif c in "}]" and stack:
+            if c == stack[-1]:
+                stack.pop()
+                if not stack:
+                    out.append(text[start : i + 1])
+            else:
+                return out  # mismatched: leave it to the tolerant parser
+        elif stack and text.startswith("//", i) and (text[i - 1] in " \t\n,{["):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        i += 1
+    return out
+
+
+def _read(text: str, source: str, partial: bool, allow_tuple: bool = False) -> list[Candidate]:
+    node = _strict(text, partial)
+    if node is not None and node.kind in ("object", "array"):
+        return [Candidate(node, text, source)]
+    return [
+        Candidate(n, text[s:e], source) for n, s, e in parse_document(text, allow_tuple=allow_tuple)
+    ]
+
+
+def candidates(text: str, *, partial: bool) -> list[Candidate]:
+    """Every candidate reading of `text`, best first (see the module docstring)."""
+    raw = Candidate(
+        Node("string", text, text=text, quoted=False, complete=not partial), text, "raw"
+    )
+    node = _strict(text, partial)
+    if node is not None:
+        return [Candidate(node, text, "json"), raw]
+    out: list[Candidate] = []
+    seen: set[str] = set()
+
+    def add(found: list[Candidate]) -> None:
+        for cand in found:
+            if cand.text not in seen:
+                seen.add(cand.text)
+                out.append(cand)
+
+    for block, content in _fences(text):
+        add(
+            [
+                Candidate(c.node, c.text or block, "fence")
+                for c in _read(content, "fence", partial, True)
+            ]
+        )
+    scanned = [c for span in _balanced(text) for c in _read(span, "scan", partial)]
+    add(scanned)
+    repaired = _read(text, "repair", partial)
+    add(repaired)
+    for group in (repaired, scanned):
+        if len(group) > 1:
+            combined = Node("array", [c.node for c in group])
+            out.append(Candidate(combined, text, "all", penalty=1))
+            break
+    out.append(raw)
+    return out
+
+
+def any_json(text: str, *, partial: bool) -> tuple[Node | None, list[Candidate]]:
+    """Read `text` with no target type, as json-repair would.
+
+    Returns:
+        The value (several top-level values become one list), or None when the text holds
+        no JSON value; and the candidates looked at (for error messages).
+    """
+    node = _strict(text, partial)
+    if node is not None:
+        return node, []
+    fenced = [c for _, content in _fences(text) for c in _read(content, "fence", partial, True)]
+    found = fenced or _read(text, "repair", partial)
+    if not found:
+        return None, []
+    if len(found) == 1:
+        return found[0].node, found
+    return Node("array", [c.node for c in found]), found

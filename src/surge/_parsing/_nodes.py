@@ -1,0 +1,100 @@
+"""The JSON-ish value tree the tolerant parser produces and the coercer consumes.
+
+A `Node` keeps more than a plain JSON value: whether a string was quoted, the source text
+of a number or literal (so `1` can become `"1"` and `True` stay `"True"` for a string
+target), whether the value was complete (closed) in the input, and how many repairs the
+parser had to make to read it. Partial (streaming) parsing depends on `complete`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+__all__ = ["Kind", "Node", "to_plain"]
+
+Kind = Literal["object", "array", "string", "number", "bool", "null", "missing"]
+
+
+class Node:
+    """One value read from model output.
+
+    Attributes:
+        kind: What the value is; `missing` is a key written with no value (`"a": ,`).
+        value: For `object` a list of `(key, Node)` pairs in input order (duplicates
+            kept), for `array` a list of `Node`, otherwise the Python scalar.
+        text: The source text of a scalar (`12,111`, `True`, `null`), or the string value.
+        complete: False when the input ended inside this value (an unclosed string,
+            object or array, or a number that might still grow).
+        quoted: For strings, whether the value was written in quotes.
+        fixes: How many repairs were needed to read this value (not counting children).
+    """
+
+    __slots__ = ("complete", "fixes", "kind", "quoted", "text", "value")
+
+    def __init__(
+        self,
+        kind: Kind,
+        value: Any,
+        *,
+        text: str = "",
+        complete: bool = True,
+        quoted: bool = True,
+        fixes: int = 0,
+    ) -> None:
+        self.kind: Kind = kind
+        self.value = value
+        self.text = text
+        self.complete = complete
+        self.quoted = quoted
+        self.fixes = fixes
+
+    def __repr__(self) -> str:
+        state = "" if self.complete else ", incomplete"
+        return f"Node({self.kind}, {to_plain(self)!r}{state})"
+
+    def get(self, key: str) -> Node | None:
+        """Return the first value stored under `key` in an object node, if any."""
+        for k, v in self.value:
+            if k == key:
+                return v
+        return None
+
+
+def to_plain(node: Node) -> Any:
+    """Convert a node to a plain JSON value (first occurrence of a duplicate key wins).
+
+    A `missing` value becomes the empty string, as json-repair does with no schema.
+    """
+    kind = node.kind
+    if kind == "object":
+        out: dict[str, Any] = {}
+        for key, child in node.value:
+            if key not in out:
+                out[key] = to_plain(child)
+        return out
+    if kind == "array":
+        return [to_plain(child) for child in node.value]
+    if kind == "missing":
+        return ""
+    return node.value
+
+
+def to_json_text(node: Node) -> str:
+    """Render a node as compact JSON text (used when a structure must become a string)."""
+    return json.dumps(to_plain(node), ensure_ascii=False)
+
+
+def from_plain(value: Any) -> Node:
+    """Build a node tree from a plain JSON value (the output of `json.loads`)."""
+    if isinstance(value, dict):
+        return Node("object", [(str(k), from_plain(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return Node("array", [from_plain(v) for v in value])
+    if isinstance(value, str):
+        return Node("string", value, text=value)
+    if isinstance(value, bool):
+        return Node("bool", value, text="true" if value else "false")
+    if value is None:
+        return Node("null", None, text="null")
+    return Node("number", value, text=json.dumps(value))

@@ -1,0 +1,82 @@
+"""Choose the reading of a text that best fits a schema.
+
+Every candidate (see `_extract`) is coerced to the schema; the ones that fit are ranked
+by penalty (fewest repairs and coercions first; ties keep the candidate order, so the
+first of several equally good objects wins). The ones that do not fit are kept as
+`ParseAttempt`s, so an error can say what was tried and why each failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from surge._errors import OutputParseError, ParseAttempt
+from surge._parsing._coerce import ABSENT, Coercer, Mismatch
+from surge._parsing._extract import Candidate, any_json, candidates
+from surge._parsing._nodes import to_plain
+from surge._parsing._schema import Schema
+
+__all__ = ["Ranked", "fail", "rank"]
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A candidate that fits: its value (plain JSON), its penalty and where it came from."""
+
+    value: Any
+    penalty: int
+    candidate: Candidate
+
+
+def rank(text: str, schema: Schema, *, partial: bool) -> tuple[list[Ranked], list[ParseAttempt]]:
+    """Coerce every candidate reading of `text` to `schema`.
+
+    Returns:
+        The fitting readings, best first, and a `ParseAttempt` for each one that failed.
+    """
+    if schema.kind == "any":
+        node, _ = any_json(text, partial=partial)
+        if node is None:
+            return [], [ParseAttempt(text, "no JSON value found in the text")]
+        return [Ranked(to_plain(node), 0, Candidate(node, text, "repair"))], []
+    found = candidates(text, partial=partial)
+    coercer = Coercer(partial=partial, raw=found[-1].node)
+    ranked: list[Ranked] = []
+    attempts: list[ParseAttempt] = []
+    for cand in found:
+        try:
+            value, penalty = coercer.coerce(cand.node, schema)
+        except Mismatch as exc:
+            attempts.append(ParseAttempt(cand.text, _label(cand) + str(exc)))
+            continue
+        if value is ABSENT:
+            value = [] if schema.non_null().kind == "array" and not schema.nullable else None
+        ranked.append(Ranked(value, penalty + cand.penalty, cand))
+        if penalty + cand.penalty == 0:
+            break  # nothing later can beat a clean fit
+    ranked.sort(key=lambda r: r.penalty)
+    return ranked, attempts
+
+
+def _label(cand: Candidate) -> str:
+    return {
+        "json": "",
+        "fence": "fenced block: ",
+        "scan": "",
+        "repair": "repaired: ",
+        "all": "all values as a list: ",
+        "raw": "whole text: ",
+    }.get(cand.source, "")
+
+
+def fail(text: str, target: Any, what: str, attempts: list[ParseAttempt]) -> OutputParseError:
+    """Build the error for a text that no candidate could be read from."""
+    if not attempts:
+        attempts = [ParseAttempt(text, "nothing in the text could be read")]
+    return OutputParseError(
+        f"could not read the model output as {what} ({len(attempts)} candidate(s) tried)",
+        raw=text,
+        target=target,
+        attempts=attempts,
+    )

@@ -1,0 +1,76 @@
+"""Run the shared parsing corpus (../shared/parsing-corpus/cases.jsonl): one test per case.
+
+Each case is `parse(raw, schema, partial=partial)` against its JSON Schema; the result must
+equal `expected`, or the parse must raise `OutputParseError` when `expect_error` is true.
+Cases surge handles differently on purpose are listed in `DEVIATIONS` with the reason and
+run as strict xfails (so a deviation that starts passing is noticed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from surge._errors import OutputParseError
+from surge._parsing import parse
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "parsing-corpus" / "cases.jsonl"
+
+if not CORPUS.is_file():
+    pytest.skip(
+        f"the parsing corpus is not here ({CORPUS}); it lives beside the checkout, not in the sdist",
+        allow_module_level=True,
+    )
+
+CASES: list[dict[str, Any]] = [
+    json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()
+]
+
+DEVIATIONS: dict[str, str] = {}
+
+
+def _same(got: Any, want: Any) -> bool:
+    """JSON equality that also tells 1 from True and compares floats exactly-ish."""
+    if isinstance(want, bool) or isinstance(got, bool):
+        return type(got) is type(want) and got == want
+    if isinstance(want, (int, float)) and isinstance(got, (int, float)):
+        return math.isclose(got, want, rel_tol=1e-12, abs_tol=0.0) or got == want
+    if isinstance(want, dict):
+        return (
+            isinstance(got, dict)
+            and got.keys() == want.keys()
+            and all(_same(got[k], want[k]) for k in want)
+        )
+    if isinstance(want, list):
+        return isinstance(got, list) and len(got) == len(want) and all(map(_same, got, want))
+    return type(got) is type(want) and got == want
+
+
+def _params() -> list[Any]:
+    out = []
+    for case in CASES:
+        marks = []
+        if case["id"] in DEVIATIONS:
+            marks.append(pytest.mark.xfail(reason=DEVIATIONS[case["id"]], strict=True))
+        out.append(pytest.param(case, id=case["id"], marks=marks))
+    return out
+
+
+def test_deviations_name_real_cases() -> None:
+    ids = {case["id"] for case in CASES}
+    assert set(DEVIATIONS) <= ids
+
+
+@pytest.mark.parametrize("case", _params())
+def test_case(case: dict[str, Any]) -> None:
+    if case["expect_error"]:
+        with pytest.raises(OutputParseError) as info:
+            parse(case["raw"], case["schema"], partial=case["partial"])
+        assert info.value.raw == case["raw"]
+        return
+    got = parse(case["raw"], case["schema"], partial=case["partial"])
+    assert _same(got, case["expected"]), f"got {got!r}\nwant {case['expected']!r}"
