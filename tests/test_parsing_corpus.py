@@ -22,7 +22,8 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "parsing-corpus" / "ca
 
 if not CORPUS.is_file():
     pytest.skip(
-        f"the parsing corpus is not here ({CORPUS}); it lives beside the checkout, not in the sdist",
+        f"the parsing corpus is not here ({CORPUS}); it lives beside the checkout,"
+        " not in the sdist",
         allow_module_level=True,
     )
 
@@ -30,7 +31,37 @@ CASES: list[dict[str, Any]] = [
     json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()
 ]
 
-DEVIATIONS: dict[str, str] = {}
+# Cases surge handles differently on purpose. All six are json_repair choices that
+# conflict with BAML's semantics or with other cases of the corpus; docs/parsing.md
+# explains each.
+DEVIATIONS: dict[str, str] = {
+    "jr-schema-empty-string": (
+        "a string target takes the raw text verbatim (BAML semantics, required by the brief and"
+        " by baml-mod-string-from-string-with-quotes / baml-basics-string), so '\"\"' stays '\"\"'"
+    ),
+    "jr-stray-quote-line": (
+        "same shape as jr-schema-stray-quote-then-comment/-then-bare-key (a quote alone on the"
+        " next line), which expect the stray quote kept; surge keeps it in all three"
+    ),
+    "jr-stray-quote-in-value": (
+        "in '\"v\"alue\"' the last quote closes the string (value 'v\"alue'); json_repair"
+        " also keeps that closing quote as content"
+    ),
+    "jr-unquoted-prose-values": (
+        "an unquoted value runs to the next key, commas included (BAML: unquoted markdown values"
+        " with commas, baml-basics-json-with-markdown-without-quotes); json_repair cuts at the"
+        " first comma and drops the rest"
+    ),
+    "jr-double-escaped-json-in-string": (
+        "'\\\\\"' inside a string is an escaped backslash then a quote; json_repair reads runs"
+        " of backslashes before a quote as one escaped quote, which corrupts strings that"
+        " really end in a backslash"
+    ),
+    "jr-fenced-json-inside-string": (
+        "a string value stays a string even when it holds a fenced JSON example (as BAML's"
+        " baml-class-obj-from-str-with-string-foo); json_repair replaces it by the parsed JSON"
+    ),
+}
 
 
 def _same(got: Any, want: Any) -> bool:

@@ -144,7 +144,10 @@ class Coercer:
             raise Mismatch(f"expected a number, got {_kind_name(node)}", path)
         if not integer:
             value = float(value)
-        for key, ok in (("minimum", value >= s.raw.get("minimum", value)), ("maximum", value <= s.raw.get("maximum", value))):
+        for key, ok in (
+            ("minimum", value >= s.raw.get("minimum", value)),
+            ("maximum", value <= s.raw.get("maximum", value)),
+        ):
             if not ok:
                 raise Mismatch(f"{value} is outside the {key} {s.raw[key]}", path)
         return value, penalty
@@ -174,7 +177,13 @@ class Coercer:
                 raise Mismatch(str(exc), path) from None
             return s.values[index], penalty
         for value in s.values:  # non-string literals: read the node as that type
-            typ = "boolean" if isinstance(value, bool) else "integer" if isinstance(value, int) else "number"
+            typ = (
+                "boolean"
+                if isinstance(value, bool)
+                else "integer"
+                if isinstance(value, int)
+                else "number"
+            )
             if value is None:
                 if node.kind == "null":
                     return None, 0
@@ -204,7 +213,7 @@ class Coercer:
     # -- structures -------------------------------------------------------------------
 
     def _decoded(self, node: Node, opener: str) -> Node | None:
-        """A string holding JSON (`"{\\"a\\": 1}"`): the structure it encodes."""
+        """A string holding JSON (an object or list encoded as a string): what it encodes."""
         text = node.value.strip() if node.kind == "string" else ""
         if not text.startswith(opener):
             return None
@@ -285,7 +294,7 @@ class Coercer:
         out: dict[str, Any] = {}
         total, matched = extra_penalty, 0
         used: set[str] = set()
-        for prop, hit in zip(s.props, found):
+        for prop, hit in zip(s.props, found, strict=True):
             if hit is not None:
                 key, child, key_penalty = hit
                 used.add(key)
@@ -372,7 +381,9 @@ class Coercer:
                 if penalty == 0:
                     break
         if best is None:
-            raise Mismatch(f"{_kind_name(node)} fits no member of the union ({'; '.join(reasons)})", path)
+            raise Mismatch(
+                f"{_kind_name(node)} fits no member of the union ({'; '.join(reasons)})", path
+            )
         return best
 
 
@@ -382,4 +393,3 @@ for _name in ("boolean", "integer", "number", "any"):
     _s.kind = _name
     _SCALARS[_name] = _s
 del _name, _s
-

@@ -167,7 +167,10 @@ def any_json(text: str, *, partial: bool) -> tuple[Node | None, list[Candidate]]
     node = _strict(text, partial)
     if node is not None:
         return node, []
-    fenced = [c for _, content in _fences(text) for c in _read(content, "fence", partial, True)]
+    stripped = text.lstrip()
+    fenced = []
+    if not stripped.startswith(("{", "[")):  # a document that starts as JSON is read whole
+        fenced = [c for _, content in _fences(text) for c in _read(content, "fence", partial, True)]
     found = fenced or _read(text, "repair", partial)
     if not found:
         return None, []

@@ -53,13 +53,6 @@ class Node:
         state = "" if self.complete else ", incomplete"
         return f"Node({self.kind}, {to_plain(self)!r}{state})"
 
-    def get(self, key: str) -> Node | None:
-        """Return the first value stored under `key` in an object node, if any."""
-        for k, v in self.value:
-            if k == key:
-                return v
-        return None
-
 
 def to_plain(node: Node) -> Any:
     """Convert a node to a plain JSON value (first occurrence of a duplicate key wins).

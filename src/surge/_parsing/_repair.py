@@ -1,4 +1,4 @@
-"""A tolerant reader for the JSON-ish text language models write.
+r"""A tolerant reader for the JSON-ish text language models write.
 
 It never raises: it reads what it can and records repairs. Tolerated: single, smart and
 triple quotes; unescaped quotes and raw newlines inside strings (a quote only closes a
@@ -6,7 +6,7 @@ string when what follows makes sense there); missing opening or closing quotes; 
 keys and values (multi-word, multi-line); `//`, `/* */` and `#` comments; trailing, doubled
 or missing commas; a key with no value; Python literals (`True`, `None`) and tuples;
 brackets closed by the wrong kind or not at all (truncation); `"key": value` pairs written
-straight inside `[...]`; a whole document written with escaped quotes (`{\\"a\\": 1}`).
+straight inside `[...]`; a whole document written with escaped quotes (`{\"a\": 1}`).
 
 `parse_document(text)` returns every top-level object or array found in the text, in
 order, skipping the prose between them.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from surge._parsing._nodes import Node
+from surge._parsing._nodes import Kind, Node
 
 __all__ = ["parse_document"]
 
@@ -27,7 +27,7 @@ _CLOSERS: dict[str, tuple[str, ...]] = {
     "'": ("'",),
     "\u201c": ("\u201d", "\u201c", '"'),  # “ -> ” “ "
     "\u201e": ("\u201c", "\u201d", '"'),  # „ -> “ ” "
-    "\u2018": ("\u2019", "\u2018"),  # ‘ -> ’ ‘
+    "\u2018": ("\u2019", "\u2018"),  # left single -> right or left single
 }
 _QUOTES = frozenset(_CLOSERS) | {"\u201d", "\u2019"}
 _LITERALS: dict[str, bool | None] = {
@@ -360,7 +360,8 @@ class _Parser:
                     ):
                         self.i = comma_at
                         return self._finish(buf[: comma_len - 1], ctx, fixes + 1, -1)
-                buf.append(c)
+                buf.append(c)  # an unescaped quote inside the string
+                raw_tail = -1
                 i += 1
                 continue
             if c == ",":
@@ -405,8 +406,11 @@ class _Parser:
         return Node("string", value, text=value, fixes=fixes)
 
     def _unterminated(self, buf: list[str], ctx: str, fixes: int) -> Node:
-        """The input ended inside a string: keep it, unless the brackets that close the
-        open containers were written after it (`{"a": ["b]}`), then close it there."""
+        """The input ended inside a string: keep it, or close it before trailing brackets.
+
+        When the brackets that close the open containers were written after it
+        (`{"a": ["b]}`), the string ends before them.
+        """
         value = "".join(buf)
         needed = "".join(
             "}" if k == "object" else ")" if k == "tuple" else "]" for k in reversed(self.stack)
@@ -424,6 +428,8 @@ class _Parser:
         """Would a quote ending just before `j` close the string, given what follows?"""
         t = self.t
         k = self._skip(j, hash_comments=False)
+        if k < self.n and t[k] == "#" and k > j:
+            k = self._skip(k)  # `"value" # a comment`
         if k >= self.n:
             return True
         c = t[k]
@@ -432,6 +438,8 @@ class _Parser:
         if ctx == "key":
             return c == ":"
         if ctx == "array":
+            if c == ":":
+                return True  # `["key": value]`: the list holds an object without braces
             if c == "]":
                 return content.count("[") <= content.count("]")
             if c == "," or c in _CLOSERS:
@@ -451,6 +459,17 @@ class _Parser:
         return True
 
     # -- unquoted values --------------------------------------------------------------
+
+    def _scalar_before_comma(self, token: str, comma: int) -> bool:
+        """Does a literal or number end at this comma (`true, GARBAGE "key": ...`)?
+
+        Not when the comma is a thousands separator (`-2,000.00`).
+        """
+        if token in _LITERALS:
+            return True
+        if _NUMBER.fullmatch(token):
+            return not re.match(r"\d{3}(?!\d)", self.t[comma + 1 : comma + 5])
+        return False
 
     def _unquoted(self, ctx: str) -> Node | None:
         t, n = self.t, self.n
@@ -477,6 +496,8 @@ class _Parser:
                     break
                 m = self._skip(j + 1)
                 if m >= n or t[m] in "}]" or self._key_ahead(m):
+                    break
+                if self._scalar_before_comma(t[start:j].strip(), j):
                     break
             elif (
                 c in _CLOSERS
@@ -505,7 +526,7 @@ class _Parser:
             fixes += 1
         if token in _LITERALS:
             value = _LITERALS[token]
-            kind = "null" if value is None else "bool"
+            kind: Kind = "null" if value is None else "bool"
             return Node(kind, value, text=token, complete=complete, fixes=fixes - 1)
         if _NUMBER.fullmatch(token):
             clean = token.replace("_", "")

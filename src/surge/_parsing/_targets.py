@@ -46,7 +46,9 @@ def _target(target: Any) -> _Target:
     try:
         adapter: TypeAdapter[Any] = TypeAdapter(target)
     except Exception as exc:  # pydantic raises several kinds for a bad type
-        raise ConfigError(f"cannot parse into {target!r}: pydantic does not accept it ({exc})") from exc
+        raise ConfigError(
+            f"cannot parse into {target!r}: pydantic does not accept it ({exc})"
+        ) from exc
     try:
         raw_schema = adapter.json_schema(mode="validation")
     except Exception:  # no JSON Schema (an arbitrary class, say): coerce loosely, validate
@@ -177,4 +179,3 @@ def _construct(tp: Any, value: Any) -> Any:
         return _target(tp).adapter.validate_python(value)
     except (ValidationError, ConfigError):
         return value
-
