@@ -32,6 +32,8 @@ from surge._errors import (
     WriteTimeout,
 )
 from surge._http import http_client
+from surge._parsing import parse
+from surge._structured import StructuredOutputError, StructuredResult
 from surge._timings import PoolStats, Timings
 from surge._types import (
     ChatResponse,
@@ -70,6 +72,8 @@ __all__ = [
     "ResponseFormatError",
     "ResponseMessage",
     "ServerError",
+    "StructuredOutputError",
+    "StructuredResult",
     "SurgeError",
     "Timeout",
     "Timings",
@@ -80,4 +84,5 @@ __all__ = [
     "WriteTimeout",
     "__version__",
     "http_client",
+    "parse",
 ]
