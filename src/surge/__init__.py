@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from surge._client import LLMClient
 from surge._config import PoolConfig
+from surge._endpoints import Cooldown, Endpoint
 from surge._errors import (
     APIStatusError,
     AuthenticationError,
@@ -16,6 +17,7 @@ from surge._errors import (
     ConflictError,
     ConnectError,
     ConnectTimeout,
+    DeadlineExceeded,
     NotFoundError,
     OutputParseError,
     PermissionDeniedError,
@@ -32,7 +34,9 @@ from surge._errors import (
     WriteTimeout,
 )
 from surge._http import http_client
+from surge._limits import RateLimit
 from surge._parsing import parse
+from surge._retry import Attempt, RetryPolicy
 from surge._structured import StructuredOutputError, StructuredResult
 from surge._timings import PoolStats, Timings
 from surge._types import (
@@ -49,6 +53,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "APIStatusError",
+    "Attempt",
     "AuthenticationError",
     "BadRequestError",
     "ChatResponse",
@@ -57,6 +62,9 @@ __all__ = [
     "ConflictError",
     "ConnectError",
     "ConnectTimeout",
+    "Cooldown",
+    "DeadlineExceeded",
+    "Endpoint",
     "FunctionCall",
     "LLMClient",
     "Message",
@@ -66,11 +74,13 @@ __all__ = [
     "PoolConfig",
     "PoolStats",
     "PoolTimeout",
+    "RateLimit",
     "RateLimitError",
     "ReadTimeout",
     "RemoteProtocolError",
     "ResponseFormatError",
     "ResponseMessage",
+    "RetryPolicy",
     "ServerError",
     "StructuredOutputError",
     "StructuredResult",

@@ -19,8 +19,11 @@ import pydantic_core
 
 from surge._config import PoolConfig
 from surge._decode import decode_chat, request_id, status_error
-from surge._errors import ConfigError
+from surge._endpoints import Cooldown, Endpoint, Router, Strategy, check_base_url
+from surge._errors import APIStatusError, ConfigError
 from surge._http import LoopLocalClient, translate_error
+from surge._limits import ClientLimits, RateLimit, estimate_tokens, release_shielded
+from surge._retry import CallState, RetryPolicy, check_deadline, resolve_policy, run_call
 from surge._timings import TIMINGS_EXTENSION, PoolStats, Timings
 from surge._types import ChatResponse, MessageInput, dump_messages
 
@@ -57,29 +60,28 @@ class _Settings:
     model: str | None
     timeout: float | None
     headers: tuple[tuple[str, str], ...]
+    retry: RetryPolicy
+    deadline: float | None
 
-    def request_headers(self) -> dict[str, str]:
+    def request_headers(self, endpoint: Endpoint | None = None) -> dict[str, str]:
         headers = {
             "content-type": "application/json",
             "accept": "application/json",
             "user-agent": _USER_AGENT,
         }
-        if self.api_key:
-            headers["authorization"] = f"Bearer {self.api_key}"
+        key = self.key_for(endpoint)
+        if key:
+            headers["authorization"] = f"Bearer {key}"
         headers.update(self.headers)
         return headers
 
+    def key_for(self, endpoint: Endpoint | None) -> str | None:
+        if endpoint is not None and endpoint.api_key is not None:
+            return endpoint.api_key
+        return self.api_key
 
-def _check_base_url(base_url: str) -> str:
-    url = httpx.URL(base_url)
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError(
-            f"base_url must be an http:// or https:// URL with a host, "
-            f"like 'http://127.0.0.1:8080/v1'; got {base_url!r}"
-        )
-    if url.userinfo:
-        raise ConfigError("base_url must not carry credentials; pass api_key= instead")
-    return base_url.rstrip("/")
+
+_check_base_url = check_base_url
 
 
 def _check_timeout(timeout: float | None) -> float | None:
@@ -117,11 +119,24 @@ class LLMClient:
         timeout: Seconds the server may take to answer each call (read timeout); None
             keeps the pool's `read` setting.
         headers: Extra headers sent with every call.
+        retry: When to retry a failed call: a `RetryPolicy`; None or True for the default
+            (3 attempts, backoff with jitter, `Retry-After` honoured); False for none.
+        deadline: Seconds one call may take in all (limits, attempts, backoff and
+            fallbacks); None = no total limit. Running out raises `DeadlineExceeded`.
+        max_concurrency: Most calls in flight at once, shared with the clients derived by
+            `with_options`; the rest wait FIFO. Unlike `max_connections` (sockets per
+            origin), it bounds what the server sees. None = no limit.
+        rate_limit: Requests and tokens per minute per endpoint, as a `RateLimit`. None =
+            only slow down when the server's `x-ratelimit-*` headers ask for it.
+        endpoints: Several servers instead of `base_url`: a list of `Endpoint`.
+        strategy: How calls pick an endpoint: "fallback" (in order, the next on a
+            retryable failure), "round_robin" or "weighted".
+        cooldown: When an endpoint that keeps failing is skipped (`Cooldown`).
         **pool_kwargs: `PoolConfig` fields.
 
     Raises:
         ConfigError: A setting cannot work (bad URL, both `pool` and pool keywords, pool
-            settings with `http_client`, an unknown keyword).
+            settings with `http_client`, an unknown keyword, `base_url` with `endpoints`).
         pydantic.ValidationError: A pool setting is out of range.
     """
 
@@ -131,13 +146,25 @@ class LLMClient:
         api_key: str | None = None,
         model: str | None = None,
         *,
-        pool: PoolConfig | None = None,
+        pool: PoolConfig | float | None = None,
         http_client: httpx.AsyncClient | None = None,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        retry: RetryPolicy | bool | None = None,
+        deadline: float | None = None,
+        max_concurrency: int | None = None,
+        rate_limit: RateLimit | None = None,
+        endpoints: Sequence[Endpoint] | None = None,
+        strategy: Strategy = "fallback",
+        cooldown: Cooldown | None = None,
         **pool_kwargs: Any,
     ) -> None:
         config = PoolConfig.from_kwargs(pool, pool_kwargs)
+        if endpoints is not None:
+            if base_url is not None:
+                raise ConfigError("give either base_url= or endpoints=, not both")
+            router = Router(endpoints, strategy, cooldown)
+            base_url = router.endpoints[0].base_url
         if http_client is not None:
             if pool is not None or pool_kwargs:
                 raise ConfigError(
@@ -156,7 +183,13 @@ class LLMClient:
             model=model,
             timeout=_check_timeout(timeout),
             headers=tuple((k.lower(), v) for k, v in (headers or {}).items()),
+            retry=resolve_policy(retry),
+            deadline=check_deadline(deadline),
         )
+        if endpoints is None:
+            router = Router([Endpoint(self._settings.base_url)], strategy, cooldown)
+        self._router = router
+        self._limits = ClientLimits(max_concurrency, rate_limit)
         self._http = LoopLocalClient(config, external=http_client)
         self._owns_pool = True
         # Which structured-output mode each endpoint accepts, learned once per endpoint
@@ -168,6 +201,7 @@ class LLMClient:
         settings = self._settings
         self._headers = settings.request_headers()
         self._chat_url = f"{settings.base_url}/chat/completions"
+        self._endpoint_headers = {e: settings.request_headers(e) for e in self._router.endpoints}
         self._timeout: httpx.Timeout | None = None
         if settings.timeout is not None:
             config = self._http.config
@@ -188,6 +222,11 @@ class LLMClient:
         return self._settings.model
 
     @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """The servers calls go to (one `Endpoint` for `base_url` when none were given)."""
+        return self._router.endpoints
+
+    @property
     def pool_config(self) -> PoolConfig:
         """The connection pool's limits (shared with every client derived by `with_options`)."""
         return self._http.config
@@ -200,26 +239,59 @@ class LLMClient:
         model: str | None = _UNSET,
         timeout: float | None = _UNSET,
         headers: Mapping[str, str] = _UNSET,
+        retry: RetryPolicy | bool | None = _UNSET,
+        deadline: float | None = _UNSET,
+        max_concurrency: int | None = _UNSET,
+        rate_limit: RateLimit | None = _UNSET,
+        endpoints: Sequence[Endpoint] = _UNSET,
+        strategy: Strategy = _UNSET,
     ) -> LLMClient:
         """Return a client with some settings changed that shares this client's pool.
 
         Many clients, one pool, is the normal way to call several models or servers. The
         derived client does not own the pool: closing it leaves the pool open; closing
-        the client that made the pool closes it for all.
+        the client that made the pool closes it for all. It also shares this client's
+        concurrency limit, rate limiters and endpoint health, unless it changes them.
 
         Args:
-            base_url: Another API root.
+            base_url: Another API root (replacing the endpoints).
             api_key: Another API key.
             model: Another default model.
             timeout: Another read timeout, in seconds.
             headers: Extra headers, replacing this client's extra headers.
+            retry: Another retry policy (False for none).
+            deadline: Another total deadline per call, in seconds.
+            max_concurrency: A concurrency limit of the derived client's own (None: none).
+            rate_limit: Rate limits of the derived client's own.
+            endpoints: Other endpoints.
+            strategy: Another strategy for the endpoints.
 
         Returns:
             A new `LLMClient`.
         """
         changes: dict[str, Any] = {}
+        router = self._router
         if base_url is not _UNSET:
+            if endpoints is not _UNSET:
+                raise ConfigError("give either base_url= or endpoints=, not both")
             changes["base_url"] = _check_base_url(base_url)
+            router = Router([Endpoint(changes["base_url"])], router.strategy, router.cooldown)
+        elif endpoints is not _UNSET or strategy is not _UNSET:
+            router = Router(
+                router.endpoints if endpoints is _UNSET else endpoints,
+                router.strategy if strategy is _UNSET else strategy,
+                router.cooldown,
+            )
+            changes["base_url"] = router.endpoints[0].base_url
+        if retry is not _UNSET:
+            changes["retry"] = resolve_policy(retry)
+        if deadline is not _UNSET:
+            changes["deadline"] = check_deadline(deadline)
+        limits = {
+            k: v
+            for k, v in (("max_concurrency", max_concurrency), ("rate_limit", rate_limit))
+            if v is not _UNSET
+        }
         if api_key is not _UNSET:
             changes["api_key"] = api_key
         if model is not _UNSET:
@@ -230,6 +302,8 @@ class LLMClient:
             changes["headers"] = tuple((k.lower(), v) for k, v in headers.items())
         clone = object.__new__(LLMClient)
         clone._settings = dataclasses.replace(self._settings, **changes)
+        clone._router = router
+        clone._limits = self._limits.derive(limits) if limits else self._limits
         clone._http = self._http
         clone._owns_pool = False
         clone._modes = self._modes
@@ -238,9 +312,15 @@ class LLMClient:
 
     def __repr__(self) -> str:
         key = "<set>" if self._settings.api_key else None
+        where = f"base_url={self._settings.base_url!r}"
+        if len(self._router.endpoints) > 1:
+            where = (
+                f"endpoints={list(self._router.endpoints)!r}, strategy={self._router.strategy!r}"
+            )
+        limit = self._limits.max_concurrency
         return (
-            f"LLMClient(base_url={self._settings.base_url!r}, model={self._settings.model!r}, "
-            f"api_key={key}, pool={self._http.config!r})"
+            f"LLMClient({where}, model={self._settings.model!r}, api_key={key}, "
+            f"max_concurrency={limit}, pool={self._http.config!r})"
         )
 
     # -- calls ---------------------------------------------------------------------------
@@ -251,6 +331,8 @@ class LLMClient:
         *,
         model: str | None = None,
         timeout: float | None = None,
+        retry: RetryPolicy | bool | None = None,
+        deadline: float | None = _UNSET,
         **params: Any,
     ) -> ChatResponse:
         """Ask for a chat completion.
@@ -258,37 +340,110 @@ class LLMClient:
         Args:
             messages: The conversation: dicts in OpenAI's shape or `surge.Message`s. A
                 lone string is taken as one user message.
-            model: The model for this call (default: the client's).
+            model: The model for this call (default: the endpoint's, then the client's).
             timeout: Seconds the server may take to answer this call (read timeout).
+            retry: The retry policy of this call (default: the client's; False: none).
+            deadline: Seconds this call may take in all, retries included (default: the
+                client's; None: no limit).
             **params: Any other chat-completion parameters, sent as given:
                 `temperature`, `max_tokens`, `response_format`, `tools`, `seed`, ...
 
         Returns:
-            The typed completion, with `.text`, `.usage`, `.timings` and `.raw`.
+            The typed completion, with `.text`, `.usage`, `.timings`, `.raw`,
+            `.attempts` and `.endpoint`.
 
         Raises:
             APIStatusError: The server answered with an error status (a subclass names
                 which: `RateLimitError`, `ServerError`, ...).
             TransportError: No complete answer arrived (`ConnectError`, `ReadTimeout`,
-                `PoolTimeout`, `RemoteProtocolError`, ...).
+                `PoolTimeout`, `RemoteProtocolError`, `DeadlineExceeded`, ...).
             ResponseFormatError: The server answered 2xx with a body that is not a chat
                 completion.
+
+            Errors that end a call after retries carry every attempt in `.call_attempts`.
         """
         if params.get("stream"):
             raise ConfigError(
                 "chat() reads whole responses; streaming (stream=True) is not supported yet"
             )
         body: dict[str, Any] = {"messages": dump_messages(messages)}
-        chosen = model if model is not None else self._settings.model
-        if chosen is not None:
-            body["model"] = chosen
+        if model is not None:  # else the endpoint's or the client's, per attempt
+            body["model"] = model
         body.update(params)
-        return await self._post_chat(body, timeout=_check_timeout(timeout))
+        return await self._post_chat(
+            body, timeout=_check_timeout(timeout), retry=retry, deadline=deadline
+        )
 
-    async def _post_chat(self, body: dict[str, Any], *, timeout: float | None) -> ChatResponse:
+    async def _post_chat(
+        self,
+        body: dict[str, Any],
+        *,
+        timeout: float | None,
+        retry: RetryPolicy | bool | None = None,
+        deadline: float | None = _UNSET,
+    ) -> ChatResponse:
+        """Send one chat call through the limits, retries, endpoints and deadline."""
         started = time.perf_counter()
-        response = await self._post(self._chat_url, body, timeout=timeout)
-        chat = decode_chat(response.content, status_code=response.status_code, url=self._chat_url)
+        state = CallState(
+            self._settings.deadline if deadline is _UNSET else check_deadline(deadline)
+        )
+        cost = estimate_tokens(body)
+
+        async def attempt(state: CallState, number: int, endpoint: Endpoint) -> ChatResponse:
+            return await self._attempt(body, cost, timeout, state, number, endpoint)
+
+        chat = await run_call(
+            attempt,
+            policy=self._settings.retry if retry is None else resolve_policy(retry),
+            router=self._router,
+            state=state,
+            concurrency=self._limits.concurrency,
+        )
+        chat._timings.total = time.perf_counter() - started
+        chat._timings.throttled = state.throttled
+        chat._timings.backoff = state.backoff
+        chat._attempts = tuple(state.attempts)
+        chat._endpoint = state.attempts[-1].endpoint
+        return chat
+
+    async def _attempt(
+        self,
+        body: dict[str, Any],
+        cost: int,
+        timeout: float | None,
+        state: CallState,
+        number: int,
+        endpoint: Endpoint,
+    ) -> ChatResponse:
+        """One attempt of a chat call: its endpoint's rate limit, then one request."""
+        url = state.url = f"{endpoint.base_url}/chat/completions"
+        limiter = self._limits.rate_for(endpoint.base_url)
+        state.phase = f"waiting for the rate limit (attempt {number})"
+        waited = time.monotonic()
+        await limiter.acquire(cost)
+        state.throttled += time.monotonic() - waited
+        if "model" not in body and (endpoint.model or self._settings.model):
+            body = {**body, "model": endpoint.model or self._settings.model}
+        state.phase = f"waiting for a connection or the server's answer (attempt {number})"
+        started = time.perf_counter()
+        headers: Mapping[str, str] | None = None
+        used: int | None = None
+        try:
+            response = await self._post(
+                url,
+                body,
+                timeout=timeout,
+                headers=self._endpoint_headers.get(endpoint),
+                secret=self._settings.key_for(endpoint),
+            )
+            headers = response.headers
+            chat = decode_chat(response.content, status_code=response.status_code, url=url)
+            used = chat.usage.total_tokens if chat.usage is not None else None
+        except APIStatusError as exc:
+            headers = exc.headers
+            raise
+        finally:
+            await release_shielded(limiter, cost, used=used, headers=headers)
         timings = response.extensions.get(TIMINGS_EXTENSION)
         if not isinstance(timings, Timings):  # a user-supplied client without surge's pool
             timings = Timings(total=time.perf_counter() - started)
@@ -297,7 +452,13 @@ class LLMClient:
         return chat
 
     async def _post(
-        self, url: str, body: dict[str, Any], *, timeout: float | None
+        self,
+        url: str,
+        body: dict[str, Any],
+        *,
+        timeout: float | None,
+        headers: Mapping[str, str] | None = None,
+        secret: str | None = _UNSET,
     ) -> httpx.Response:
         """POST a JSON body; return a 2xx response with its body read, or raise typed."""
         client = self._http.get()
@@ -311,7 +472,7 @@ class LLMClient:
             "POST",
             url,
             content=pydantic_core.to_json(body),
-            headers=self._headers,
+            headers=self._headers if headers is None else headers,
             timeout=request_timeout,
         )
         try:
@@ -325,7 +486,7 @@ class LLMClient:
                 response.content,
                 method="POST",
                 url=url,
-                secret=self._settings.api_key,
+                secret=self._settings.api_key if secret is _UNSET else secret,
             )
         return response
 

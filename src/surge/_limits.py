@@ -28,12 +28,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from surge._decode import retry_after
 
 __all__ = [
+    "ClientLimits",
     "ConcurrencyLimiter",
     "Limiter",
     "RateLimit",
     "RateLimiter",
     "estimate_tokens",
     "parse_reset",
+    "release_shielded",
 ]
 
 
@@ -327,3 +329,70 @@ class RateLimiter(Limiter):
 
     def __repr__(self) -> str:
         return f"RateLimiter({self.config!r})"
+
+
+class ClientLimits:
+    """The caller's limits of one client, shared with the clients derived from it.
+
+    Holds the concurrency limit (per client) and one `RateLimiter` per endpoint (each
+    endpoint has its own quota), made on first use.
+
+    Args:
+        max_concurrency: Most calls in flight at once, or None for no limit.
+        rate_limit: The rate limits applied to each endpoint (None: `RateLimit()`, which
+            only adapts to the server's headers).
+
+    Raises:
+        ConfigError: A bad value.
+    """
+
+    def __init__(self, max_concurrency: int | None, rate_limit: RateLimit | None) -> None:
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            from surge._errors import ConfigError
+
+            raise ConfigError(
+                f"rate_limit must be a surge.RateLimit, not {type(rate_limit).__name__}"
+            )
+        self.concurrency = None if max_concurrency is None else ConcurrencyLimiter(max_concurrency)
+        self.rate_limit = rate_limit if rate_limit is not None else RateLimit()
+        self._rate: dict[str, RateLimiter] = {}
+
+    @property
+    def max_concurrency(self) -> int | None:
+        """The concurrency limit, or None."""
+        return self.concurrency.limit if self.concurrency is not None else None
+
+    def rate_for(self, base_url: str) -> RateLimiter:
+        """Return the rate limiter of one endpoint, making it on first use."""
+        limiter = self._rate.get(base_url)
+        if limiter is None:
+            limiter = self._rate[base_url] = RateLimiter(self.rate_limit)
+        return limiter
+
+    def derive(self, changes: Mapping[str, Any]) -> ClientLimits:
+        """Return limits with some parts replaced; the parts not named stay shared.
+
+        Args:
+            changes: "max_concurrency" and/or "rate_limit" with their new values. A
+                replaced part is the derived client's own, no longer shared.
+        """
+        clone = ClientLimits(
+            changes.get("max_concurrency"), changes.get("rate_limit", self.rate_limit)
+        )
+        if "max_concurrency" not in changes:
+            clone.concurrency = self.concurrency
+        if "rate_limit" not in changes:
+            clone._rate = self._rate
+        return clone
+
+
+async def release_shielded(
+    limiter: Limiter,
+    cost: int,
+    *,
+    used: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """Call `limiter.release`, shielded from cancellation so a place is never lost."""
+    with anyio.CancelScope(shield=True):
+        await limiter.release(cost, used=used, headers=headers)

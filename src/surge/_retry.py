@@ -42,7 +42,7 @@ from surge._errors import (
     Timeout,
     TransportError,
 )
-from surge._limits import Limiter
+from surge._limits import Limiter, release_shielded
 
 __all__ = [
     "DEFAULT_RETRY_STATUSES",
@@ -330,8 +330,7 @@ async def run_call(
             state.throttled += time.monotonic() - waited
             return await _attempts(send, policy, router, state, rng)
         finally:
-            with anyio.CancelScope(shield=True):
-                await concurrency.release(1)
+            await release_shielded(concurrency, 1)
     assert scope.cancelled_caught
     raise state.exceeded()
 

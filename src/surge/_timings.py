@@ -21,17 +21,26 @@ TIMINGS_EXTENSION = "surge.timings"
 class Timings:
     """How long one request spent where, in seconds.
 
+    For an `LLMClient` call that took several attempts, `queued`, `connect`, `ttfb`,
+    `reused` and `http_version` describe the last (successful) attempt, while `total`,
+    `throttled` and `backoff` cover the whole call.
+
     Attributes:
-        queued: Waiting inside the client before the request could be sent: for a
-            connection or HTTP/2 stream from the pool, and for the client's own
-            concurrency limit where one is set.
+        queued: Waiting inside the pool before the request could be sent: for a
+            connection or HTTP/2 stream. (Waiting for the caller's own limits is
+            `throttled`.)
         connect: Opening a new connection (TCP and TLS); 0.0 when one was reused.
         ttfb: From the request being sent to the first byte of the response: the
             server's share, including any queueing on the server.
         total: From the call entering the client to the response body being read (or
-            the response being closed).
+            the response being closed); for an `LLMClient` call, every attempt included.
         reused: Whether the request went over a connection that served earlier requests.
         http_version: "HTTP/1.1" or "HTTP/2".
+        throttled: Waiting for the caller's own limits, every attempt included: the
+            client's `max_concurrency` and its rate limits (`rate_limit=`, and the
+            server's `x-ratelimit-*` headers). 0.0 outside `LLMClient`.
+        backoff: Waiting between attempts (backoff and the server's `Retry-After`).
+            0.0 when the first attempt succeeded.
     """
 
     queued: float = 0.0
@@ -40,12 +49,19 @@ class Timings:
     total: float = 0.0
     reused: bool = False
     http_version: str = "HTTP/1.1"
+    throttled: float = 0.0
+    backoff: float = 0.0
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"queued={self.queued * 1000:.1f}ms connect={self.connect * 1000:.1f}ms "
             f"ttfb={self.ttfb * 1000:.1f}ms total={self.total * 1000:.1f}ms"
         )
+        if self.throttled:
+            text += f" throttled={self.throttled * 1000:.1f}ms"
+        if self.backoff:
+            text += f" backoff={self.backoff * 1000:.1f}ms"
+        return text
 
 
 @dataclass(frozen=True, slots=True)

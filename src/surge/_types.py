@@ -9,11 +9,14 @@ stay reachable as attributes and in `ChatResponse.raw`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from surge._timings import Timings
+
+if TYPE_CHECKING:
+    from surge._retry import Attempt
 
 __all__ = [
     "ChatResponse",
@@ -215,6 +218,8 @@ class ChatResponse(_Lenient):
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
     _timings: Timings = PrivateAttr(default_factory=Timings)
     _request_id: str | None = PrivateAttr(default=None)
+    _attempts: tuple[Any, ...] = PrivateAttr(default=())
+    _endpoint: str | None = PrivateAttr(default=None)
 
     @property
     def text(self) -> str:
@@ -250,3 +255,17 @@ class ChatResponse(_Lenient):
     def request_id(self) -> str | None:
         """The server's request id (`x-request-id` header), when it sent one."""
         return self._request_id
+
+    @property
+    def attempts(self) -> tuple[Attempt, ...]:
+        """Every attempt the call made, oldest first; the last one is this answer.
+
+        `len(response.attempts) - 1` is the number of retries. Each `surge.Attempt` says
+        where it went, its status or error, and how long the call waited after it.
+        """
+        return self._attempts
+
+    @property
+    def endpoint(self) -> str | None:
+        """The API root that served this answer (one of the client's endpoints)."""
+        return self._endpoint
