@@ -450,3 +450,19 @@ async def test_bad_arguments_are_config_errors() -> None:
         with pytest.raises(surge.ConfigError, match="output type"):
             await client.structured(Opaque, "x")
     assert rec.requests == []
+
+
+async def test_tools_mode_reads_text_when_the_server_ignores_tools() -> None:
+    async with serve(lambda _r: f"I'll just say it: {PERSON}") as (client, _rec):
+        value = await client.structured(Person, "Ada, 36.", mode="tools")
+    assert value == Person(name="Ada Lovelace", age=36)
+
+
+async def test_json_schema_dict_list_target_is_wrapped_in_tools_mode() -> None:
+    schema = {"type": "array", "items": {"type": "string"}}
+    call = ToolCall(name="output", arguments={"value": ["a", "b"]})
+    async with serve(lambda _r: Reply(tool_calls=[call])) as (client, rec):
+        value = await client.structured(schema, "Two letters.", mode="tools")
+    assert value == ["a", "b"]
+    parameters = rec.requests[0].params["tools"][0]["function"]["parameters"]
+    assert parameters["properties"]["value"] == schema
