@@ -39,9 +39,11 @@ class Recorder:
         return self.text
 
 
-async def test_chat_returns_a_typed_response(server: SimulatedServer) -> None:
-    server.reply = "Hello from the simulator"
-    async with LLMClient(base_url=server.url, model="m") as client:
+async def test_chat_returns_a_typed_response() -> None:
+    async with (
+        SimulatedServer(reply="Hello from the simulator") as server,
+        LLMClient(base_url=server.url, model="m") as client,
+    ):
         response = await client.chat([{"role": "user", "content": "hi"}])
     assert isinstance(response, surge.ChatResponse)
     assert response.text == "Hello from the simulator"
@@ -192,7 +194,8 @@ async def test_dropped_mid_body_is_a_remote_protocol_error() -> None:
     ):
         with pytest.raises(surge.RemoteProtocolError) as info:
             await client.chat("x")
-    assert info.value.url == f"{server.url}/chat/completions"
+        url = server.url
+    assert info.value.url == f"{url}/chat/completions"
 
 
 async def test_refused_connection_is_a_connect_error() -> None:
@@ -223,7 +226,7 @@ async def test_pool_timeout_says_which_limit_to_raise() -> None:
         anyio.create_task_group() as tg,
     ):
         tg.start_soon(_ignore_errors, client.chat("holds the only connection"))
-        await server.stats_wait(lambda s: s.in_flight == 1)
+        await server.wait_for(lambda s: s.in_flight == 1)
         with pytest.raises(surge.PoolTimeout) as info:
             await client.chat("waits")
         tg.cancel_scope.cancel()

@@ -147,3 +147,11 @@ def test_with_options_keeps_the_pool_and_validates() -> None:
     assert other.pool_config is client.pool_config
     with pytest.raises(ConfigError, match="base_url"):
         client.with_options(base_url="nope")
+
+
+def test_a_number_for_pool_is_the_pool_timeout() -> None:
+    # `pool` names both the PoolConfig argument and the pool-timeout field.
+    client = LLMClient(base_url="http://127.0.0.1:9/v1", max_connections=1, pool=0.5)
+    assert client.pool_config == PoolConfig(max_connections=1, pool=0.5)
+    with pytest.raises(pydantic.ValidationError, match="pool"):
+        LLMClient(base_url="http://127.0.0.1:9/v1", pool=-1.0)

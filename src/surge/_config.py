@@ -75,11 +75,12 @@ class PoolConfig(BaseModel):
     __str__ = __repr__
 
     @classmethod
-    def from_kwargs(cls, pool: PoolConfig | None, kwargs: dict[str, Any]) -> PoolConfig:
+    def from_kwargs(cls, pool: PoolConfig | float | None, kwargs: dict[str, Any]) -> PoolConfig:
         """Build the config from either a `PoolConfig` or its fields as keyword arguments.
 
         Args:
-            pool: A ready config, or None.
+            pool: A ready config, or None. A number is taken as the `pool` timeout
+                field, so `LLMClient(max_connections=1, pool=5.0)` reads naturally.
             kwargs: `PoolConfig` fields given as keyword arguments (may be empty).
 
         Returns:
@@ -91,6 +92,11 @@ class PoolConfig(BaseModel):
         """
         from surge._errors import ConfigError
 
+        if isinstance(pool, (int, float)) and not isinstance(pool, bool):
+            # `pool` is both the argument that takes a PoolConfig and the name of the
+            # pool-timeout field: a number can only mean the timeout.
+            kwargs = {**kwargs, "pool": pool}
+            pool = None
         unknown = sorted(set(kwargs) - POOL_FIELDS)
         if unknown:
             raise ConfigError(

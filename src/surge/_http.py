@@ -44,7 +44,7 @@ def httpx_timeout(config: PoolConfig) -> httpx.Timeout:
     )
 
 
-def http_client(pool: PoolConfig | None = None, **pool_kwargs: Any) -> httpx.AsyncClient:
+def http_client(pool: PoolConfig | float | None = None, **pool_kwargs: Any) -> httpx.AsyncClient:
     """Return an `httpx.AsyncClient` whose transport is surge's connection pool.
 
     Hand it to any library that takes an httpx client, so it gets surge's pool:
