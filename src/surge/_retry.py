@@ -420,14 +420,15 @@ def _next_wait(
                 f"max_retry_after={policy.max_retry_after:g} s"
             )
         wait = asked
-    else:
-        # Retry number k on one endpoint waits backoff_for(k); this failure counts.
-        url = router.endpoints[upcoming].base_url
-        retries = sum(1 for a in state.attempts if a.endpoint == url) + (upcoming == failed)
-        wait = policy.backoff_for(max(retries, 1), rng)
-    if wait >= state.remaining():
-        return None, (
-            f"waiting {wait:.2f} s before attempt {number + 1} would pass the call's "
-            f"deadline ({state.remaining():.2f} s left)"
-        )
-    return wait, None
+        if wait >= state.remaining():
+            return None, (
+                f"the server asked to wait {wait:g} s before attempt {number + 1}, longer "
+                f"than the call's deadline leaves ({state.remaining():.2f} s)"
+            )
+        return wait, None
+    # Retry number k on one endpoint waits backoff_for(k); this failure counts. Our own
+    # backoff is not checked against the deadline: should it run out meanwhile, the
+    # call ends with DeadlineExceeded naming the backoff.
+    url = router.endpoints[upcoming].base_url
+    retries = sum(1 for a in state.attempts if a.endpoint == url) + (upcoming == failed)
+    return policy.backoff_for(max(retries, 1), rng), None
