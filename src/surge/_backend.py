@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 _READ_SIZE = 65536
+_HAS_TIMEOUT = sys.version_info >= (3, 11)
 _HIGH_WATER = 1024 * 1024
 
 
@@ -401,7 +402,11 @@ class AsyncioBackend(Backend):
         try:
             if time_limit is None:
                 await coro
-            else:
+            elif _HAS_TIMEOUT:
+                # A loop timer on this task; no extra task as with wait_for.
+                async with asyncio.timeout(time_limit):  # type: ignore[attr-defined,unused-ignore]
+                    await coro
+            else:  # pragma: no cover - Python 3.10
                 await asyncio.wait_for(coro, time_limit)
         except asyncio.TimeoutError:
             raise httpx.ConnectTimeout(
