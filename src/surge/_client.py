@@ -19,10 +19,10 @@ import pydantic_core
 
 from surge._config import PoolConfig
 from surge._decode import decode_chat, request_id, status_error
-from surge._endpoints import Cooldown, Endpoint, Router, Strategy, check_base_url
+from surge._endpoints import Cooldown, Endpoint, Router, Strategy
 from surge._errors import APIStatusError, ConfigError
 from surge._http import LoopLocalClient, translate_error
-from surge._limits import ClientLimits, RateLimit, estimate_tokens, release_shielded
+from surge._limits import ClientLimits, RateLimit, estimate_tokens
 from surge._retry import CallState, RetryPolicy, check_deadline, resolve_policy, run_call
 from surge._timings import TIMINGS_EXTENSION, PoolStats, Timings
 from surge._types import ChatResponse, MessageInput, dump_messages
@@ -79,9 +79,6 @@ class _Settings:
         if endpoint is not None and endpoint.api_key is not None:
             return endpoint.api_key
         return self.api_key
-
-
-_check_base_url = check_base_url
 
 
 def _check_timeout(timeout: float | None) -> float | None:
@@ -160,11 +157,10 @@ class LLMClient:
         **pool_kwargs: Any,
     ) -> None:
         config = PoolConfig.from_kwargs(pool, pool_kwargs)
-        if endpoints is not None:
-            if base_url is not None:
-                raise ConfigError("give either base_url= or endpoints=, not both")
-            router = Router(endpoints, strategy, cooldown)
-            base_url = router.endpoints[0].base_url
+        if endpoints is not None and base_url is not None:
+            raise ConfigError("give either base_url= or endpoints=, not both")
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        router = Router(endpoints or [Endpoint(base_url)], strategy, cooldown)
         if http_client is not None:
             if pool is not None or pool_kwargs:
                 raise ConfigError(
@@ -176,9 +172,7 @@ class LLMClient:
                     f"http_client must be an httpx.AsyncClient, not {type(http_client).__name__}"
                 )
         self._settings = _Settings(
-            base_url=_check_base_url(
-                base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-            ),
+            base_url=router.endpoints[0].base_url,
             api_key=api_key if api_key is not None else os.environ.get("OPENAI_API_KEY"),
             model=model,
             timeout=_check_timeout(timeout),
@@ -186,8 +180,6 @@ class LLMClient:
             retry=resolve_policy(retry),
             deadline=check_deadline(deadline),
         )
-        if endpoints is None:
-            router = Router([Endpoint(self._settings.base_url)], strategy, cooldown)
         self._router = router
         self._limits = ClientLimits(max_concurrency, rate_limit)
         self._http = LoopLocalClient(config, external=http_client)
@@ -270,18 +262,12 @@ class LLMClient:
             A new `LLMClient`.
         """
         changes: dict[str, Any] = {}
-        router = self._router
-        if base_url is not _UNSET:
-            if endpoints is not _UNSET:
-                raise ConfigError("give either base_url= or endpoints=, not both")
-            changes["base_url"] = _check_base_url(base_url)
-            router = Router([Endpoint(changes["base_url"])], router.strategy, router.cooldown)
-        elif endpoints is not _UNSET or strategy is not _UNSET:
-            router = Router(
-                router.endpoints if endpoints is _UNSET else endpoints,
-                router.strategy if strategy is _UNSET else strategy,
-                router.cooldown,
-            )
+        router = self._router.derive(
+            base_url=None if base_url is _UNSET else base_url,
+            endpoints=None if endpoints is _UNSET else endpoints,
+            strategy=None if strategy is _UNSET else strategy,
+        )
+        if router is not self._router:
             changes["base_url"] = router.endpoints[0].base_url
         if retry is not _UNSET:
             changes["retry"] = resolve_policy(retry)
@@ -417,33 +403,27 @@ class LLMClient:
     ) -> ChatResponse:
         """One attempt of a chat call: its endpoint's rate limit, then one request."""
         url = state.url = f"{endpoint.base_url}/chat/completions"
-        limiter = self._limits.rate_for(endpoint.base_url)
-        state.phase = f"waiting for the rate limit (attempt {number})"
-        waited = time.monotonic()
-        await limiter.acquire(cost)
-        state.throttled += time.monotonic() - waited
         if "model" not in body and (endpoint.model or self._settings.model):
             body = {**body, "model": endpoint.model or self._settings.model}
-        state.phase = f"waiting for a connection or the server's answer (attempt {number})"
-        started = time.perf_counter()
-        headers: Mapping[str, str] | None = None
-        used: int | None = None
-        try:
-            response = await self._post(
-                url,
-                body,
-                timeout=timeout,
-                headers=self._endpoint_headers.get(endpoint),
-                secret=self._settings.key_for(endpoint),
-            )
-            headers = response.headers
+        state.phase = f"waiting for the rate limit (attempt {number})"
+        async with self._limits.turn(endpoint.base_url, cost) as turn:
+            state.throttled += turn.waited
+            state.phase = f"waiting for a connection or the server's answer (attempt {number})"
+            started = time.perf_counter()
+            try:
+                response = await self._post(
+                    url,
+                    body,
+                    timeout=timeout,
+                    headers=self._endpoint_headers.get(endpoint),
+                    secret=self._settings.key_for(endpoint),
+                )
+            except APIStatusError as exc:
+                turn.headers = exc.headers
+                raise
+            turn.headers = response.headers
             chat = decode_chat(response.content, status_code=response.status_code, url=url)
-            used = chat.usage.total_tokens if chat.usage is not None else None
-        except APIStatusError as exc:
-            headers = exc.headers
-            raise
-        finally:
-            await release_shielded(limiter, cost, used=used, headers=headers)
+            turn.used = chat.usage.total_tokens if chat.usage is not None else None
         timings = response.extensions.get(TIMINGS_EXTENSION)
         if not isinstance(timings, Timings):  # a user-supplied client without surge's pool
             timings = Timings(total=time.perf_counter() - started)

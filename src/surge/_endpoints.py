@@ -252,5 +252,35 @@ class Router:
                 )
             health.until = self._clock() + self.cooldown.seconds
 
+    def derive(
+        self,
+        *,
+        base_url: str | None = None,
+        endpoints: Sequence[Endpoint] | None = None,
+        strategy: Strategy | None = None,
+    ) -> Router:
+        """Return the router of a derived client: this one (health shared) when unchanged.
+
+        Args:
+            base_url: One API root replacing the endpoints.
+            endpoints: Other endpoints.
+            strategy: Another strategy.
+
+        Raises:
+            ConfigError: Both `base_url` and `endpoints`, or a bad value.
+        """
+        if base_url is not None:
+            if endpoints is not None:
+                raise ConfigError("give either base_url= or endpoints=, not both")
+            return Router([Endpoint(base_url)], strategy or self.strategy, self.cooldown)
+        if endpoints is None and strategy is None:
+            return self
+        return Router(
+            self.endpoints if endpoints is None else endpoints,
+            strategy or self.strategy,
+            self.cooldown,
+            self._clock,
+        )
+
     def __repr__(self) -> str:
         return f"Router({list(self.endpoints)!r}, strategy={self.strategy!r})"

@@ -16,10 +16,11 @@ backed by Redis) can implement the same two methods.
 from __future__ import annotations
 
 import abc
+import contextlib
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -33,6 +34,7 @@ __all__ = [
     "Limiter",
     "RateLimit",
     "RateLimiter",
+    "Turn",
     "estimate_tokens",
     "parse_reset",
     "release_shielded",
@@ -331,6 +333,23 @@ class RateLimiter(Limiter):
         return f"RateLimiter({self.config!r})"
 
 
+class Turn:
+    """One request's turn under its endpoint's rate limiter (see `ClientLimits.turn`).
+
+    Attributes:
+        waited: Seconds the request waited for its turn.
+        used: Set to the tokens the server reports, once known.
+        headers: Set to the response headers, once a response (error or not) arrived.
+    """
+
+    __slots__ = ("headers", "used", "waited")
+
+    def __init__(self, waited: float) -> None:
+        self.waited = waited
+        self.used: int | None = None
+        self.headers: Mapping[str, str] | None = None
+
+
 class ClientLimits:
     """The caller's limits of one client, shared with the clients derived from it.
 
@@ -368,6 +387,23 @@ class ClientLimits:
         if limiter is None:
             limiter = self._rate[base_url] = RateLimiter(self.rate_limit)
         return limiter
+
+    @contextlib.asynccontextmanager
+    async def turn(self, base_url: str, cost: int) -> AsyncIterator[Turn]:
+        """Wait for a request's turn under the endpoint's rate limiter; settle it after.
+
+        Fill in the yielded `Turn`'s `used` and `headers` inside the block; the limiter
+        learns them on the way out, whether the request succeeded, failed or was
+        cancelled.
+        """
+        limiter = self.rate_for(base_url)
+        started = time.monotonic()
+        await limiter.acquire(cost)
+        turn = Turn(time.monotonic() - started)
+        try:
+            yield turn
+        finally:
+            await release_shielded(limiter, cost, used=turn.used, headers=turn.headers)
 
     def derive(self, changes: Mapping[str, Any]) -> ClientLimits:
         """Return limits with some parts replaced; the parts not named stay shared.
