@@ -1,0 +1,276 @@
+"""The asyncio backend: futures, `loop.call_later` timers, `asyncio.Protocol` streams.
+
+Reads wait on a future with a `loop.call_later` timer (no task, no cancel scope per read);
+a stream buffers what arrives and wakes its one reader; writes go straight to the
+transport and wait only when it asks to pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from surge._backend import Backend, Stream, Timer, Waiter
+
+__all__ = ["AsyncioBackend"]
+
+_HAS_TIMEOUT = sys.version_info >= (3, 11)
+_HIGH_WATER = 1024 * 1024
+
+
+def _expire(fut: asyncio.Future[bool]) -> None:
+    if not fut.done():
+        fut.set_result(False)
+
+
+class _AsyncioWaiter:
+    __slots__ = ("_fut", "_loop", "value")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._fut: asyncio.Future[bool] = loop.create_future()
+        self.value: Any = None
+
+    def wake(self, value: Any) -> bool:
+        fut = self._fut
+        if fut.done():
+            return False
+        self.value = value
+        fut.set_result(True)
+        return True
+
+    async def wait(self, time_limit: float | None) -> bool:
+        fut = self._fut
+        if time_limit is None:
+            return await fut
+        timer = self._loop.call_later(time_limit, _expire, fut)
+        try:
+            return await fut
+        finally:
+            timer.cancel()
+
+
+def _read_timeout(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_exception(httpx.ReadTimeout("timed out waiting for the server's response"))
+
+
+def _write_timeout(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_exception(httpx.WriteTimeout("timed out sending the request"))
+
+
+class _AsyncioStream(asyncio.Protocol):
+    """A byte stream over an asyncio transport: buffers what arrives, wakes one reader."""
+
+    __slots__ = (
+        "_buf",
+        "_drain",
+        "_eof",
+        "_error",
+        "_loop",
+        "_paused",
+        "_reading_paused",
+        "_size",
+        "_waiter",
+        "alpn",
+        "transport",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.transport: asyncio.Transport | None = None
+        self._buf: list[bytes] = []
+        self._size = 0
+        self._eof = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._paused = False
+        self._reading_paused = False
+        self.alpn: str | None = None
+
+    # asyncio.Protocol callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._buf.append(data)
+        self._size += len(data)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self._size > _HIGH_WATER and not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        if exc is not None:
+            self._error = exc
+        self._wake()
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # Stream
+    async def receive(self, time_limit: float | None) -> bytes:
+        while True:
+            buf = self._buf
+            if buf:
+                data = buf[0] if len(buf) == 1 else b"".join(buf)
+                self._buf = []
+                self._size = 0
+                if self._reading_paused and self.transport is not None:
+                    self._reading_paused = False
+                    self.transport.resume_reading()
+                return data
+            if self._eof:
+                if self._error is not None:
+                    raise httpx.ReadError(f"connection lost: {self._error}")
+                return b""
+            fut = self._loop.create_future()
+            self._waiter = fut
+            if time_limit is None:
+                try:
+                    await fut
+                finally:
+                    self._waiter = None
+            else:
+                timer = self._loop.call_later(time_limit, _read_timeout, fut)
+                try:
+                    await fut
+                finally:
+                    self._waiter = None
+                    timer.cancel()
+
+    async def send(self, data: bytes, time_limit: float | None) -> None:
+        transport = self.transport
+        if transport is None or self._eof or transport.is_closing():
+            raise httpx.WriteError("connection closed by the server")
+        transport.write(data)
+        if not self._paused:
+            return
+        fut = self._loop.create_future()
+        self._drain = fut
+        timer = (
+            None if time_limit is None else self._loop.call_later(time_limit, _write_timeout, fut)
+        )
+        try:
+            await fut
+        finally:
+            self._drain = None
+            if timer is not None:
+                timer.cancel()
+        if self._eof:
+            raise httpx.WriteError("connection closed by the server while sending")
+
+    def dead_while_idle(self) -> bool:
+        return self._eof or bool(self._buf)
+
+    def close(self) -> None:
+        self._eof = True
+        transport = self.transport
+        if transport is not None:
+            transport.abort()
+
+    def abandon(self) -> None:
+        self._eof = True
+        transport = self.transport
+        if transport is None:
+            return
+        try:
+            raw = transport.get_extra_info("socket")
+            sock = getattr(raw, "_sock", raw)
+            if sock is not None:
+                sock.close()
+        except Exception:  # pragma: no cover - best effort by design
+            pass
+        # The socket is closed; tell the transport objects so that their finalizers
+        # neither warn nor touch a loop that may be gone (private attributes, best effort).
+        for obj in (
+            transport,
+            getattr(getattr(transport, "_ssl_protocol", None), "_transport", None),
+        ):
+            if obj is None:
+                continue
+            for name, value in (("_sock", None), ("_closed", True)):
+                if hasattr(obj, name):
+                    with contextlib.suppress(Exception):
+                        setattr(obj, name, value)
+
+
+class AsyncioBackend(Backend):
+    """The asyncio backend: futures, `loop.call_later`, `asyncio.Protocol` streams."""
+
+    name = "asyncio"
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.now = self._loop.time  # type: ignore[method-assign]
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        return self._loop.call_later(delay, callback)
+
+    def waiter(self) -> Waiter:
+        return _AsyncioWaiter(self._loop)
+
+    async def connect(
+        self, host: str, port: int, ssl_context: ssl.SSLContext | None, time_limit: float | None
+    ) -> Stream:
+        loop = self._loop
+        stream = _AsyncioStream(loop)
+        coro = loop.create_connection(
+            lambda: stream,
+            host,
+            port,
+            ssl=ssl_context,
+            server_hostname=host if ssl_context is not None else None,
+        )
+        try:
+            if time_limit is None:
+                await coro
+            elif _HAS_TIMEOUT:
+                # A loop timer on this task; no extra task as with wait_for.
+                async with asyncio.timeout(time_limit):  # type: ignore[attr-defined,unused-ignore]
+                    await coro
+            else:  # pragma: no cover - Python 3.10
+                await asyncio.wait_for(coro, time_limit)
+        except asyncio.TimeoutError:
+            raise httpx.ConnectTimeout(
+                f"timed out connecting to {host}:{port} after {time_limit} s"
+            ) from None
+        except ssl.SSLError as exc:
+            raise httpx.ConnectError(f"TLS handshake with {host}:{port} failed: {exc}") from exc
+        except OSError as exc:
+            raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
+        if ssl_context is not None and stream.transport is not None:
+            ssl_object = stream.transport.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                stream.alpn = ssl_object.selected_alpn_protocol()
+        return stream
