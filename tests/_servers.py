@@ -316,6 +316,72 @@ class H2Server(_Base):
         await task
 
 
+class RawH2Server(_Base):
+    """A minimal cleartext HTTP/2 server (h2 prior knowledge) that the test can cut off.
+
+    Answers every request at once with a small JSON body. `close_connections()` sends
+    GOAWAY on every open connection and closes it, as a server dropping idle
+    connections does; `connections_closed` counts them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._conns: dict[asyncio.StreamWriter, Any] = {}
+
+    def close_connections(self) -> None:
+        self.loop.call_soon_threadsafe(self._close_all)
+
+    def _close_all(self) -> None:
+        for writer, conn in list(self._conns.items()):
+            conn.close_connection()  # GOAWAY
+            writer.write(conn.data_to_send())
+            writer.transport.close()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        self._release = asyncio.Event()
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        await self._stop.wait()
+        self._close_all()
+        server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import h2.config
+        import h2.connection
+        import h2.events
+
+        self._changed(connections_opened=1)
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        self._conns[writer] = conn
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    return
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.StreamEnded):
+                        self._changed(requests=1)
+                        body = b'{"ok": true}'
+                        conn.send_headers(
+                            event.stream_id,
+                            [(":status", "200"), ("content-length", str(len(body)))],
+                        )
+                        conn.send_data(event.stream_id, body, end_stream=True)
+                writer.write(conn.data_to_send())
+                if writer.transport.is_closing():
+                    return
+        except (ConnectionError, asyncio.CancelledError):
+            return
+        finally:
+            self._conns.pop(writer, None)
+            writer.transport.abort()
+            self._changed(connections_closed=1)
+
+
 @contextlib.contextmanager
 def running(server: _Base) -> Iterator[Any]:
     server.start()

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import trustme
 
-from _servers import H2Server, serving
+from _servers import H2Server, RawH2Server, serving
 from surge._config import PoolConfig
 from surge._pool import PoolTransport
 from surge._timings import TIMINGS_EXTENSION, Timings
@@ -217,3 +217,21 @@ async def test_h2_timings(h2c: H2Server) -> None:
     assert t.connect > 0
     assert not t.reused
     assert t.total >= t.queued + t.connect + t.ttfb
+
+
+@pytest.mark.anyio
+async def test_server_closing_idle_h2_connection_is_replaced() -> None:
+    async with serving(RawH2Server()) as srv:
+        http, pool = client()
+        async with http:
+            assert (await http.get(srv.url)).json() == {"ok": True}
+            srv.close_connections()  # GOAWAY, then close, while the pool holds it idle
+            await srv.wait_for(lambda s: s.connections_closed == 1)
+            response = await http.get(srv.url)
+            assert response.status_code == 200
+            assert response.http_version == "HTTP/2"
+            assert not timings(response).reused
+            assert srv.connections_opened == 2
+            assert srv.requests == 2
+            stats = pool.stats()
+            assert (stats.in_use, stats.connections_opened) == (0, 2)

@@ -160,7 +160,12 @@ class H2Connection:
         async with self._write_lock:
             data = self._h2.data_to_send()
             if data:
-                await self.stream.send(data, time_limit)
+                try:
+                    await self.stream.send(data, time_limit)
+                except httpx.TransportError as exc:
+                    # A write that failed or stalled leaves the connection unusable.
+                    self._lost(type(exc)(str(exc)))
+                    raise
 
     async def _read_once(self, time_limit: float | None) -> None:
         data = await self.stream.receive(time_limit)
