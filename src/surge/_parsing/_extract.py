@@ -41,9 +41,9 @@ def _strict(text: str, partial: bool) -> Node | None:
         return None
     try:
         value = json.loads(stripped)
-    except ValueError:
+        node = from_plain(value)
+    except (ValueError, RecursionError):
         return None
-    node = from_plain(value)
     if partial and node.kind == "number" and text == text.rstrip():
         node.complete = False  # a bare number at the end of a stream may still grow
     return node

@@ -18,7 +18,9 @@ import re
 
 from surge._parsing._nodes import Kind, Node
 
-__all__ = ["parse_document"]
+__all__ = ["MAX_DEPTH", "parse_document"]
+
+MAX_DEPTH = 100  # containers nested deeper than this are not read
 
 _WS = " \t\r\n\ufeff\xa0"
 # Opening quote -> the quotes that may close it.
@@ -161,6 +163,9 @@ class _Parser:
 
     def _value(self, ctx: str) -> Node | None:
         c = self.t[self.i]
+        if c in "{[(" and len(self.stack) >= MAX_DEPTH:
+            self.i = self.n  # nested deeper than any real answer: stop reading
+            return None
         if c == "{":
             return self._object()
         if c == "[":
@@ -241,6 +246,9 @@ class _Parser:
             self.i = j
             return key
         # Garbage before the next real token (`COMMENT "key": ...`): skip it.
+        if j == self.i:
+            self.i += 1  # a lone closing quote or similar: step over it
+            return None
         word = t[self.i : j].strip()
         self.i = j
         if j < self.n and t[j] in "}]," and word:
@@ -321,7 +329,7 @@ class _Parser:
         doubled = False
         fixes = 0
         if not escaped_doc and i < n and t[i] in closers:
-            if self._closes_here(i + 1, ctx, ""):
+            if self._closes_here(i + 1, ctx, 0, 0):
                 self.i = i + 1
                 return Node("string", "", text="")
             doubled = True  # `""value""`: CSV-style doubled quotes
@@ -331,10 +339,11 @@ class _Parser:
         comma_at = -1  # (text index, buffer length) of the last comma in the value
         comma_len = 0
         raw_tail = -1  # where a run of raw whitespace holding a newline began, if at the end
+        braces = brackets = 0  # unclosed { and [ in the value so far
         while i < n:
             c = t[i]
             if escaped_doc and t.startswith('\\"', i):
-                if self._closes_here(i + 2, ctx, "".join(buf)):
+                if self._closes_here(i + 2, ctx, braces, brackets):
                     self.i = i + 2
                     return self._finish(buf, ctx, fixes, raw_tail)
                 buf.append('"')
@@ -348,15 +357,14 @@ class _Parser:
                 if doubled and i + 1 < n and t[i + 1] in closers:
                     self.i = i + 2
                     return self._finish(buf, ctx, fixes, raw_tail)
-                content = "".join(buf)
-                if self._closes_here(i + 1, ctx, content):
+                if self._closes_here(i + 1, ctx, braces, brackets):
                     self.i = i + 1
                     return self._finish(buf, ctx, fixes, raw_tail)
-                if ctx == "object" and comma_at >= 0:
+                if ctx == "object" and comma_at >= 0 and len(buf) - comma_len < 80:
                     # A missing closing quote: `"New York, "gender": ...` or `"a, b: "x"`.
-                    tail = content[comma_len:]
-                    if (not tail.strip() and self._quoted_key_at(i)) or (
-                        _BARE_KEY_BEFORE_QUOTE.search(content[comma_len - 1 :])
+                    tail = "".join(buf[comma_len - 1 :])
+                    if (not tail[1:].strip() and self._quoted_key_at(i)) or (
+                        _BARE_KEY_BEFORE_QUOTE.search(tail)
                     ):
                         self.i = comma_at
                         return self._finish(buf[: comma_len - 1], ctx, fixes + 1, -1)
@@ -366,6 +374,15 @@ class _Parser:
                 continue
             if c == ",":
                 comma_at, comma_len = i, len(buf) + 1
+            elif c in "{}[]":
+                if c == "{":
+                    braces += 1
+                elif c == "}":
+                    braces -= 1
+                elif c == "[":
+                    brackets += 1
+                else:
+                    brackets -= 1
             if c == "\n" and raw_tail < 0:
                 raw_tail = len(buf)
             elif c not in _WS:
@@ -424,8 +441,12 @@ class _Parser:
         self.i = self.n
         return Node("string", value, text=value, complete=False, fixes=fixes + 1)
 
-    def _closes_here(self, j: int, ctx: str, content: str) -> bool:
-        """Would a quote ending just before `j` close the string, given what follows?"""
+    def _closes_here(self, j: int, ctx: str, braces: int, brackets: int) -> bool:
+        """Would a quote ending just before `j` close the string, given what follows?
+
+        `braces`/`brackets` count the `{`/`[` left open inside the string so far: a `}`
+        after the quote does not close the string while its own `{` is still open.
+        """
         t = self.t
         k = self._skip(j, hash_comments=False)
         if k < self.n and t[k] == "#" and k > j:
@@ -441,7 +462,7 @@ class _Parser:
             if c == ":":
                 return True  # `["key": value]`: the list holds an object without braces
             if c == "]":
-                return content.count("[") <= content.count("]")
+                return brackets <= 0
             if c == "," or c in _CLOSERS:
                 return True
             if c == ")":
@@ -449,12 +470,12 @@ class _Parser:
             return c == "}" and self._enclosed_by("object")
         if ctx == "object":
             if c == "}":
-                return content.count("{") <= content.count("}")
+                return braces <= 0
             if c == ",":
                 m = self._skip(k + 1)
                 return m >= self.n or t[m] in "}]" or self._key_ahead(m)
             if c == "]":
-                return self._enclosed_by("array") and content.count("[") <= content.count("]")
+                return self._enclosed_by("array") and brackets <= 0
             return self._quoted_key_at(k)
         return True
 
@@ -497,7 +518,7 @@ class _Parser:
                 m = self._skip(j + 1)
                 if m >= n or t[m] in "}]" or self._key_ahead(m):
                     break
-                if self._scalar_before_comma(t[start:j].strip(), j):
+                if j - start < 40 and self._scalar_before_comma(t[start:j].strip(), j):
                     break
             elif (
                 c in _CLOSERS

@@ -115,13 +115,17 @@ def parse(text: str, target: Any, *, partial: bool = False) -> Any:
                 pass
     if not isinstance(text, str):
         raise ConfigError(f"parse() needs the model output as str, got {type(text).__name__}")
-    if isinstance(target, dict):
-        schema = compile_schema(target)
-        ranked, attempts = rank(text, schema, partial=partial)
-        if not ranked:
-            raise fail(text, target, schema.describe(), attempts)
-        return ranked[0].value
-    return _parse_type(text, target, partial)
+    try:
+        if isinstance(target, dict):
+            schema = compile_schema(target)
+            ranked, attempts = rank(text, schema, partial=partial)
+            if not ranked:
+                raise fail(text, target, schema.describe(), attempts)
+            return ranked[0].value
+        return _parse_type(text, target, partial)
+    except RecursionError:
+        why = "the value is nested too deeply to read"
+        raise fail(text, target, _name(target), [ParseAttempt(text, why)]) from None
 
 
 def _parse_type(text: str, target: Any, partial: bool) -> Any:
