@@ -155,3 +155,12 @@ def test_a_number_for_pool_is_the_pool_timeout() -> None:
     assert client.pool_config == PoolConfig(max_connections=1, pool=0.5)
     with pytest.raises(pydantic.ValidationError, match="pool"):
         LLMClient(base_url="http://127.0.0.1:9/v1", pool=-1.0)
+
+
+def test_environment_key_is_not_sent_to_listed_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-only-for-openai")
+    endpoints = [surge.Endpoint("http://127.0.0.1:1/v1"), surge.Endpoint("http://127.0.0.1:2/v1")]
+    client = LLMClient(endpoints=endpoints)
+    assert client._settings.key_for(endpoints[1]) is None
+    explicit = LLMClient(endpoints=endpoints, api_key="sk-explicit")
+    assert explicit._settings.key_for(endpoints[1]) == "sk-explicit"

@@ -15,76 +15,27 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import httpx
-import pydantic_core
 
 from surge._config import PoolConfig
-from surge._decode import decode_chat, request_id, status_error
+from surge._decode import decode_chat, request_id
 from surge._endpoints import Cooldown, Endpoint, Router, Strategy
 from surge._errors import APIStatusError, ConfigError
-from surge._http import LoopLocalClient, translate_error
+from surge._http import LoopLocalClient, post_json
 from surge._limits import ClientLimits, RateLimit, estimate_tokens
 from surge._retry import CallState, RetryPolicy, check_deadline, resolve_policy, run_call
+from surge._settings import DEFAULT_BASE_URL, UNSET, Settings, check_timeout
 from surge._timings import TIMINGS_EXTENSION, PoolStats, Timings
 from surge._types import ChatResponse, MessageInput, dump_messages
 
 if TYPE_CHECKING:
     from surge._structured import StructuredResult
 
-__all__ = ["DEFAULT_BASE_URL", "LLMClient", "OutputMode"]
+__all__ = ["LLMClient", "OutputMode"]
 
 T = TypeVar("T")
 
 OutputMode = Literal["json_schema", "tools", "prompt"]
 """How `structured` asks for typed output; see docs/structured-outputs.md."""
-
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-"""Where requests go when neither `base_url` nor `OPENAI_BASE_URL` says otherwise."""
-
-_USER_AGENT = "surge/0.1.0"
-
-
-class _Unset:
-    def __repr__(self) -> str:
-        return "<unset>"
-
-
-_UNSET: Any = _Unset()
-
-
-@dataclasses.dataclass(frozen=True)
-class _Settings:
-    """What a client sends with every call; `with_options` derives changed copies."""
-
-    base_url: str
-    api_key: str | None
-    model: str | None
-    timeout: float | None
-    headers: tuple[tuple[str, str], ...]
-    retry: RetryPolicy
-    deadline: float | None
-
-    def request_headers(self, endpoint: Endpoint | None = None) -> dict[str, str]:
-        headers = {
-            "content-type": "application/json",
-            "accept": "application/json",
-            "user-agent": _USER_AGENT,
-        }
-        key = self.key_for(endpoint)
-        if key:
-            headers["authorization"] = f"Bearer {key}"
-        headers.update(self.headers)
-        return headers
-
-    def key_for(self, endpoint: Endpoint | None) -> str | None:
-        if endpoint is not None and endpoint.api_key is not None:
-            return endpoint.api_key
-        return self.api_key
-
-
-def _check_timeout(timeout: float | None) -> float | None:
-    if timeout is not None and not timeout > 0:
-        raise ConfigError(f"timeout must be a positive number of seconds or None; got {timeout!r}")
-    return timeout
 
 
 class LLMClient:
@@ -103,9 +54,11 @@ class LLMClient:
     Args:
         base_url: The server's API root, e.g. "http://127.0.0.1:8080/v1". Defaults to
             `$OPENAI_BASE_URL`, then OpenAI's.
-        api_key: Sent as a bearer token. Defaults to `$OPENAI_API_KEY`; None sends no
-            `Authorization` header (fine for most local servers). Never shown in a repr,
-            log line, exception message or timing record.
+        api_key: Sent as a bearer token. Defaults to `$OPENAI_API_KEY` (but not with
+            `endpoints=`, which may be other providers); None sends no `Authorization`
+            header (fine for most local servers). Never shown in a repr, log line,
+            exception message or timing record. An `Endpoint` without a key of its own
+            uses this one.
         model: The default model for calls that do not name one. When None and the call
             names none either, no `model` is sent (servers with one model accept that).
         pool: The connection pool's limits as a `PoolConfig`; or give its fields as
@@ -171,11 +124,15 @@ class LLMClient:
                 raise ConfigError(
                     f"http_client must be an httpx.AsyncClient, not {type(http_client).__name__}"
                 )
-        self._settings = _Settings(
+        self._settings = Settings(
             base_url=router.endpoints[0].base_url,
-            api_key=api_key if api_key is not None else os.environ.get("OPENAI_API_KEY"),
+            # $OPENAI_API_KEY belongs with $OPENAI_BASE_URL: it is never sent to endpoints
+            # the caller listed, which may be other providers.
+            api_key=api_key
+            if api_key is not None or endpoints is not None
+            else os.environ.get("OPENAI_API_KEY"),
             model=model,
-            timeout=_check_timeout(timeout),
+            timeout=check_timeout(timeout),
             headers=tuple((k.lower(), v) for k, v in (headers or {}).items()),
             retry=resolve_policy(retry),
             deadline=check_deadline(deadline),
@@ -186,20 +143,23 @@ class LLMClient:
         self._owns_pool = True
         # Which structured-output mode each endpoint accepts, learned once per endpoint
         # and shared by every client derived with `with_options`.
-        self._modes: dict[str, OutputMode] = {}
+        self._modes: dict[str, str] = {}
         self._prepare()
 
     def _prepare(self) -> None:
         settings = self._settings
         self._headers = settings.request_headers()
-        self._chat_url = f"{settings.base_url}/chat/completions"
         self._endpoint_headers = {e: settings.request_headers(e) for e in self._router.endpoints}
-        self._timeout: httpx.Timeout | None = None
-        if settings.timeout is not None:
-            config = self._http.config
-            self._timeout = httpx.Timeout(
-                connect=config.connect, read=settings.timeout, write=config.write, pool=config.pool
-            )
+        self._timeout = self._read_timeout(settings.timeout)
+
+    def _read_timeout(self, read: float | None) -> httpx.Timeout | None:
+        """The httpx timeout for a read limit of `read` seconds; None keeps the pool's."""
+        if read is None:
+            return None
+        config = self._http.config
+        return httpx.Timeout(
+            connect=config.connect, read=read, write=config.write, pool=config.pool
+        )
 
     # -- configuration -------------------------------------------------------------------
 
@@ -226,17 +186,17 @@ class LLMClient:
     def with_options(
         self,
         *,
-        base_url: str = _UNSET,
-        api_key: str | None = _UNSET,
-        model: str | None = _UNSET,
-        timeout: float | None = _UNSET,
-        headers: Mapping[str, str] = _UNSET,
-        retry: RetryPolicy | bool | None = _UNSET,
-        deadline: float | None = _UNSET,
-        max_concurrency: int | None = _UNSET,
-        rate_limit: RateLimit | None = _UNSET,
-        endpoints: Sequence[Endpoint] = _UNSET,
-        strategy: Strategy = _UNSET,
+        base_url: str = UNSET,
+        api_key: str | None = UNSET,
+        model: str | None = UNSET,
+        timeout: float | None = UNSET,
+        headers: Mapping[str, str] = UNSET,
+        retry: RetryPolicy | bool | None = UNSET,
+        deadline: float | None = UNSET,
+        max_concurrency: int | None = UNSET,
+        rate_limit: RateLimit | None = UNSET,
+        endpoints: Sequence[Endpoint] = UNSET,
+        strategy: Strategy = UNSET,
     ) -> LLMClient:
         """Return a client with some settings changed that shares this client's pool.
 
@@ -263,28 +223,28 @@ class LLMClient:
         """
         changes: dict[str, Any] = {}
         router = self._router.derive(
-            base_url=None if base_url is _UNSET else base_url,
-            endpoints=None if endpoints is _UNSET else endpoints,
-            strategy=None if strategy is _UNSET else strategy,
+            base_url=None if base_url is UNSET else base_url,
+            endpoints=None if endpoints is UNSET else endpoints,
+            strategy=None if strategy is UNSET else strategy,
         )
         if router is not self._router:
             changes["base_url"] = router.endpoints[0].base_url
-        if retry is not _UNSET:
+        if retry is not UNSET:
             changes["retry"] = resolve_policy(retry)
-        if deadline is not _UNSET:
+        if deadline is not UNSET:
             changes["deadline"] = check_deadline(deadline)
         limits = {
             k: v
             for k, v in (("max_concurrency", max_concurrency), ("rate_limit", rate_limit))
-            if v is not _UNSET
+            if v is not UNSET
         }
-        if api_key is not _UNSET:
+        if api_key is not UNSET:
             changes["api_key"] = api_key
-        if model is not _UNSET:
+        if model is not UNSET:
             changes["model"] = model
-        if timeout is not _UNSET:
-            changes["timeout"] = _check_timeout(timeout)
-        if headers is not _UNSET:
+        if timeout is not UNSET:
+            changes["timeout"] = check_timeout(timeout)
+        if headers is not UNSET:
             changes["headers"] = tuple((k.lower(), v) for k, v in headers.items())
         clone = object.__new__(LLMClient)
         clone._settings = dataclasses.replace(self._settings, **changes)
@@ -318,7 +278,7 @@ class LLMClient:
         model: str | None = None,
         timeout: float | None = None,
         retry: RetryPolicy | bool | None = None,
-        deadline: float | None = _UNSET,
+        deadline: float | None = UNSET,
         **params: Any,
     ) -> ChatResponse:
         """Ask for a chat completion.
@@ -357,7 +317,7 @@ class LLMClient:
             body["model"] = model
         body.update(params)
         return await self._post_chat(
-            body, timeout=_check_timeout(timeout), retry=retry, deadline=deadline
+            body, timeout=check_timeout(timeout), retry=retry, deadline=deadline
         )
 
     async def _post_chat(
@@ -366,12 +326,12 @@ class LLMClient:
         *,
         timeout: float | None,
         retry: RetryPolicy | bool | None = None,
-        deadline: float | None = _UNSET,
+        deadline: float | None = UNSET,
     ) -> ChatResponse:
         """Send one chat call through the limits, retries, endpoints and deadline."""
         started = time.perf_counter()
         state = CallState(
-            self._settings.deadline if deadline is _UNSET else check_deadline(deadline)
+            self._settings.deadline if deadline is UNSET else check_deadline(deadline)
         )
         cost = estimate_tokens(body)
 
@@ -411,11 +371,12 @@ class LLMClient:
             state.phase = f"waiting for a connection or the server's answer (attempt {number})"
             started = time.perf_counter()
             try:
-                response = await self._post(
+                response = await post_json(
+                    self._http,
                     url,
                     body,
-                    timeout=timeout,
-                    headers=self._endpoint_headers.get(endpoint),
+                    timeout=self._timeout if timeout is None else self._read_timeout(timeout),
+                    headers=self._endpoint_headers.get(endpoint, self._headers),
                     secret=self._settings.key_for(endpoint),
                 )
             except APIStatusError as exc:
@@ -430,45 +391,6 @@ class LLMClient:
         chat._timings = timings
         chat._request_id = request_id(response.headers)
         return chat
-
-    async def _post(
-        self,
-        url: str,
-        body: dict[str, Any],
-        *,
-        timeout: float | None,
-        headers: Mapping[str, str] | None = None,
-        secret: str | None = _UNSET,
-    ) -> httpx.Response:
-        """POST a JSON body; return a 2xx response with its body read, or raise typed."""
-        client = self._http.get()
-        request_timeout: Any = self._timeout or httpx.USE_CLIENT_DEFAULT
-        if timeout is not None:
-            config = self._http.config
-            request_timeout = httpx.Timeout(
-                connect=config.connect, read=timeout, write=config.write, pool=config.pool
-            )
-        request = client.build_request(
-            "POST",
-            url,
-            content=pydantic_core.to_json(body),
-            headers=self._headers if headers is None else headers,
-            timeout=request_timeout,
-        )
-        try:
-            response = await client.send(request)
-        except httpx.HTTPError as exc:
-            raise translate_error(exc, "POST", url) from None
-        if response.status_code >= 400:
-            raise status_error(
-                response.status_code,
-                response.headers,
-                response.content,
-                method="POST",
-                url=url,
-                secret=self._settings.api_key if secret is _UNSET else secret,
-            )
-        return response
 
     @overload
     async def structured(

@@ -71,7 +71,8 @@ class Endpoint:
 
     Args:
         base_url: The server's API root, e.g. "http://127.0.0.1:8080/v1".
-        api_key: Its API key; None uses the client's `api_key`. Never shown in a repr,
+        api_key: Its API key; None uses the client's `api_key=` argument (never
+            `$OPENAI_API_KEY`, which belongs with `$OPENAI_BASE_URL`). Never shown in a repr,
             log line or error message.
         model: The model to ask this endpoint for when the call names none; None uses the
             client's model.

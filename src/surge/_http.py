@@ -15,11 +15,14 @@ import asyncio
 import os
 import sys
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
+import pydantic_core
 
 from surge._config import PoolConfig
+from surge._decode import status_error
 from surge._errors import (
     ConnectError,
     ConnectTimeout,
@@ -34,7 +37,14 @@ from surge._errors import (
 from surge._pool import PoolTransport
 from surge._timings import PoolStats
 
-__all__ = ["LoopLocalClient", "current_loop", "http_client", "httpx_timeout", "translate_error"]
+__all__ = [
+    "LoopLocalClient",
+    "current_loop",
+    "http_client",
+    "httpx_timeout",
+    "post_json",
+    "translate_error",
+]
 
 
 def httpx_timeout(config: PoolConfig) -> httpx.Timeout:
@@ -268,3 +278,53 @@ def translate_error(exc: httpx.HTTPError, method: str, url: str) -> SurgeError:
             break
     detail = str(exc) or type(exc).__name__
     return kind(f"{method} {url}: {detail}", method=method, url=url)
+
+
+async def post_json(
+    http: LoopLocalClient,
+    url: str,
+    body: Mapping[str, Any],
+    *,
+    timeout: httpx.Timeout | None,
+    headers: Mapping[str, str],
+    secret: str | None,
+) -> httpx.Response:
+    """POST a JSON body on the running loop's client; return a 2xx response, body read.
+
+    Args:
+        http: The clients per event loop.
+        url: Where to POST.
+        body: The JSON body.
+        timeout: This request's timeouts; None for the client's.
+        headers: The request headers.
+        secret: The API key, removed from error messages should the server echo it.
+
+    Returns:
+        The response, with a status below 400 and its body read.
+
+    Raises:
+        APIStatusError: The server answered 4xx or 5xx (a subclass names which).
+        TransportError: No complete answer arrived (translated from httpx).
+    """
+    client = http.get()
+    request = client.build_request(
+        "POST",
+        url,
+        content=pydantic_core.to_json(body),
+        headers=headers,
+        timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+    )
+    try:
+        response = await client.send(request)
+    except httpx.HTTPError as exc:
+        raise translate_error(exc, "POST", url) from None
+    if response.status_code >= 400:
+        raise status_error(
+            response.status_code,
+            response.headers,
+            response.content,
+            method="POST",
+            url=url,
+            secret=secret,
+        )
+    return response
