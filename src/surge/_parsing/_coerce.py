@@ -308,13 +308,16 @@ class Coercer:
             if value is not _OMIT:
                 out[prop.name] = value
                 total += penalty
-        if s.extra is not None:
-            for key, child in node.value:
-                if key not in used and key not in out:
-                    value, penalty = self.coerce(child, s.extra, f"{path}[{key!r}]")
-                    if value is not ABSENT:
-                        out[key] = value
-                        total += penalty
+        for key, child in node.value:
+            if key in used or key in out:
+                continue
+            if s.extra is None:
+                total += 1  # an extra key, dropped: a member that uses it fits better
+                continue
+            value, penalty = self.coerce(child, s.extra, f"{path}[{key!r}]")
+            if value is not ABSENT:
+                out[key] = value
+                total += penalty
         if s.props and not matched and node.value:
             total += 3  # none of the keys written is one of ours
         return out, total

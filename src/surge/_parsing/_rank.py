@@ -48,7 +48,8 @@ def rank(text: str, schema: Schema, *, partial: bool) -> tuple[list[Ranked], lis
         try:
             value, penalty = coercer.coerce(cand.node, schema)
         except Mismatch as exc:
-            attempts.append(ParseAttempt(cand.text, _label(cand) + str(exc)))
+            if not (cand.source == "raw" and attempts and attempts[0].text == text):
+                attempts.append(ParseAttempt(cand.text, _label(cand) + str(exc)))
             continue
         if value is ABSENT:
             value = [] if schema.non_null().kind == "array" and not schema.nullable else None
@@ -56,6 +57,10 @@ def rank(text: str, schema: Schema, *, partial: bool) -> tuple[list[Ranked], lis
         if penalty + cand.penalty == 0:
             break  # nothing later can beat a clean fit
     ranked.sort(key=lambda r: r.penalty)
+    if not ranked and partial and len(found) == 1:
+        # Streaming, and no JSON has been written yet (only prose, or nothing): no value
+        # so far rather than an error, as more text may bring it.
+        ranked.append(Ranked(None, 0, found[0]))
     return ranked, attempts
 
 

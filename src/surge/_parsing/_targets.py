@@ -138,7 +138,7 @@ def _parse_type(text: str, target: Any, partial: bool) -> Any:
             if partial:
                 return _construct(target, result.value)
             attempts.append(ParseAttempt(result.candidate.text, _summary(exc)))
-    raise fail(text, target, _name(target), attempts)
+    raise fail(text, target, _name(target, entry.schema), attempts)
 
 
 def _summary(exc: ValidationError) -> str:
@@ -148,8 +148,10 @@ def _summary(exc: ValidationError) -> str:
     return "pydantic validation failed: " + "; ".join(parts) + more
 
 
-def _name(target: Any) -> str:
-    return getattr(target, "__name__", None) or repr(target)
+def _name(target: Any, schema: Schema | None = None) -> str:
+    if isinstance(target, type):
+        return target.__name__
+    return schema.describe() if schema is not None else repr(target)
 
 
 def _construct(tp: Any, value: Any) -> Any:

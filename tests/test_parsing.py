@@ -1,0 +1,426 @@
+"""The lenient parser on pydantic targets, its errors, partial mode and robustness.
+
+Pure logic (no network): sync tests. The shared corpus runs in test_parsing_corpus.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from dataclasses import dataclass
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+import pytest
+from pydantic import BaseModel, Field, field_validator
+from typing_extensions import TypedDict
+
+from surge import ConfigError, OutputParseError, SurgeError
+from surge._errors import ParseAttempt
+from surge._parsing import _targets, parse
+
+
+class Color(Enum):
+    RED = "red"
+    DARK_BLUE = "dark_blue"
+
+
+class Item(BaseModel):
+    name: str
+    qty: int
+
+
+class Order(BaseModel):
+    id: int
+    items: list[Item]
+    color: Color
+    kind: Literal["retail", "wholesale"]
+    note: str | None = None
+
+
+class Resume(BaseModel):
+    name: str
+    skills: list[str]
+    email: str | None = None
+
+
+class Cat(BaseModel):
+    kind: Literal["cat"]
+    lives: int
+
+
+class Dog(BaseModel):
+    kind: Literal["dog"]
+    good: bool
+
+
+class IntBox(BaseModel):
+    v: int
+
+
+class StrBox(BaseModel):
+    v: str
+
+
+class Short(BaseModel):
+    name: str
+
+
+class Long(BaseModel):
+    name: str
+    age: int
+
+
+class Person(BaseModel):
+    full_name: str = Field(validation_alias="fullName")
+    city: str = Field(json_schema_extra={"x-alias": "ville"})
+
+
+class Tagged(BaseModel):
+    color: Color = Field(json_schema_extra={"x-aliases": {"red": "scarlet", "dark_blue": "navy"}})
+
+
+class Even(BaseModel):
+    n: int
+
+    @field_validator("n")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError("n must be even")
+        return value
+
+
+@dataclass
+class Point:
+    x: int
+    y: int
+
+
+class Movie(TypedDict):
+    title: str
+    year: int
+
+
+# -- models ------------------------------------------------------------------------------
+
+
+def test_clean_json_gives_a_model_instance() -> None:
+    got = parse(
+        '{"id": 7, "items": [{"name": "a", "qty": 2}], "color": "red", "kind": "retail"}', Order
+    )
+    assert got == Order(id=7, items=[Item(name="a", qty=2)], color=Color.RED, kind="retail")
+
+
+def test_sloppy_json_in_prose_and_fence() -> None:
+    text = (
+        "Sure! Here is the order you asked for:\n"
+        "```json\n"
+        "{\n"
+        "  // the order number\n"
+        "  id: '12',\n"
+        "  items: [{name: apple, qty: \"1,000\"}, {'name': 'pear', 'qty': 3.0,},],\n"
+        '  color: "Dark Blue",\n'
+        "  kind: Retail,\n"
+        "  note: None,\n"
+        "}\n"
+        "```\n"
+        "Let me know if you need anything else."
+    )
+    got = parse(text, Order)
+    assert got == Order(
+        id=12,
+        items=[Item(name="apple", qty=1000), Item(name="pear", qty=3)],
+        color=Color.DARK_BLUE,
+        kind="retail",
+        note=None,
+    )
+
+
+def test_optional_missing_extra_ignored_and_missing_list_is_empty() -> None:
+    got = parse('{"name": "Ada", "hobby": "chess"}', Resume)
+    assert got == Resume(name="Ada", skills=[], email=None)
+
+
+def test_object_missing_required_fields_does_not_become_none() -> None:
+    text = '{"id": 1, "items": [{"name": "a", "qty": 2}]}'
+    with pytest.raises(OutputParseError, match="required field 'color' is missing"):
+        parse(text, Order | None)
+
+
+def test_truncated_output_is_closed() -> None:
+    text = (
+        '{"color": "red", "kind": "retail", "id": 1, "items": [{"name": "a", "qty": 2}, {"qty": 3'
+    )
+    with pytest.raises(OutputParseError, match=r"\$\.items\[1\]: the required field 'name'"):
+        parse(text, Order)
+    got = parse(text.replace('{"qty"', '{"name": "b", "qty"'), Order)
+    assert got.items == [Item(name="a", qty=2), Item(name="b", qty=3)]
+
+
+def test_list_of_models_collects_every_object_in_the_text() -> None:
+    text = 'First {"name": "a", "qty": 1} and then {"name": "b", "qty": 2}.'
+    assert parse(text, list[Item]) == [Item(name="a", qty=1), Item(name="b", qty=2)]
+
+
+def test_a_lone_object_becomes_a_one_item_list() -> None:
+    assert parse('{"name": "a", "qty": 1}', list[Item]) == [Item(name="a", qty=1)]
+
+
+def test_single_object_target_takes_the_first_of_several() -> None:
+    text = '{"name": "a", "qty": 1}\n{"name": "b", "qty": 2}'
+    assert parse(text, Item) == Item(name="a", qty=1)
+
+
+def test_fenced_block_that_fits_wins_over_one_that_does_not() -> None:
+    text = '```json\n["x", "y"]\n```\nor rather\n```json\n{"name": "n", "qty": 4}\n```'
+    assert parse(text, Item) == Item(name="n", qty=4)
+
+
+# -- unions ------------------------------------------------------------------------------
+
+
+def test_union_is_best_fit_not_first_fit() -> None:
+    # IntBox fits too ("12" -> 12), but StrBox fits without any coercion.
+    assert parse('{"v": "12"}', IntBox | StrBox) == StrBox(v="12")
+    assert parse('{"v": 12}', StrBox | IntBox) == IntBox(v=12)
+
+
+def test_union_prefers_the_member_that_uses_more_of_the_input() -> None:
+    assert parse('{"name": "x", "age": 3}', Short | Long) == Long(name="x", age=3)
+    assert parse('{"name": "x"}', Long | Short) == Short(name="x")
+
+
+def test_union_discriminated_by_a_literal_field() -> None:
+    assert parse("{kind: dog, good: yes}", Cat | Dog) == Dog(kind="dog", good=True)
+    assert parse("{kind: 'CAT', lives: '9'}", Cat | Dog) == Cat(kind="cat", lives=9)
+
+
+# -- enums, literals, aliases ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("red", Color.RED),
+        ('"RED"', Color.RED),
+        ("Dark-Blue", Color.DARK_BLUE),
+        ("The color is **dark blue**, clearly.", Color.DARK_BLUE),
+        ('["red"]', Color.RED),
+    ],
+)
+def test_enum_matching(text: str, want: Color) -> None:
+    assert parse(text, Color) is want
+
+
+def test_enum_ambiguous_mention_fails() -> None:
+    with pytest.raises(OutputParseError, match="ambiguous"):
+        parse("Either Red or Dark_Blue, hard to say.", Color)
+
+
+def test_enum_aliases_from_json_schema_extra() -> None:
+    assert parse('{"color": "Navy"}', Tagged) == Tagged(color=Color.DARK_BLUE)
+    assert parse('{"color": "I would say scarlet"}', Tagged) == Tagged(color=Color.RED)
+
+
+def test_literal_matching() -> None:
+    assert parse("Wholesale", Literal["retail", "wholesale"]) == "wholesale"
+    assert parse("The answer is 2", Literal[1, 2, 3]) == 2
+    with pytest.raises(OutputParseError):
+        parse("2 or 3", Literal[1, 2, 3])
+
+
+def test_field_aliases() -> None:
+    assert parse('{"fullName": "Ada", "ville": "Paris"}', Person) == Person(
+        fullName="Ada", city="Paris"
+    )
+    # The Python name is accepted too (keys match case- and punctuation-insensitively).
+    got = parse('{"full_name": "Ada", "City": "Paris"}', Person)
+    assert (got.full_name, got.city) == ("Ada", "Paris")
+
+
+# -- other targets -----------------------------------------------------------------------
+
+
+def test_dataclass_and_typeddict() -> None:
+    assert parse("The point is {x: 1, y: '2'}", Point) == Point(x=1, y=2)
+    assert parse("{'title': 'Heat', 'year': '1995',}", Movie) == {"title": "Heat", "year": 1995}
+
+
+@pytest.mark.parametrize(
+    ("text", "target", "want"),
+    [
+        ("1,234", int, 1234),
+        ("12.0", int, 12),
+        ("It costs $3.50.", float, 3.5),
+        ("1/4", float, 0.25),
+        ("yes", bool, True),
+        ("**False**", bool, False),
+        ("null", int | None, None),
+        ("[1, 2, 3]", list[str], ["1", "2", "3"]),
+        ('{"a": "1", "b": 2.0}', dict[str, int], {"a": 1, "b": 2}),
+    ],
+)
+def test_scalar_coercions(text: str, target: Any, want: Any) -> None:
+    got = parse(text, target)
+    assert got == want
+    assert type(got) is type(want)
+
+
+def test_float_to_int_only_when_exact() -> None:
+    with pytest.raises(OutputParseError, match="whole number"):
+        parse('{"v": 2.5}', IntBox)
+
+
+def test_string_target_is_the_raw_text_verbatim() -> None:
+    assert parse('"hello"', str) == '"hello"'
+    assert parse('Answer: {"a": 1}', str) == 'Answer: {"a": 1}'
+
+
+def test_schema_dict_target_gives_plain_json() -> None:
+    schema = Item.model_json_schema()
+    assert parse("{name: a, qty: '3'}", schema) == {"name": "a", "qty": 3}
+    assert parse("{'a': True, 'b': None}", {}) == {"a": True, "b": None}
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+def test_error_lists_every_candidate_with_the_reason() -> None:
+    text = 'Try {"name": "a"} or maybe {"name": "b", "qty": "lots"}'
+    with pytest.raises(OutputParseError) as info:
+        parse(text, Item)
+    err = info.value
+    assert isinstance(err, SurgeError)
+    assert isinstance(err, ValueError)
+    assert err.raw == text
+    assert err.target is Item
+    assert all(isinstance(a, ParseAttempt) for a in err.attempts)
+    reasons = [a.error for a in err.attempts]
+    assert any("required field 'qty' is missing" in r for r in reasons)
+    assert any("$.qty" in r and "'lots' is not a number" in r for r in reasons)
+    message = str(err)
+    assert "could not read the model output as Item" in message
+    assert "candidate 1:" in message
+    assert "candidate 2:" in message
+
+
+def test_no_json_at_all() -> None:
+    with pytest.raises(OutputParseError) as info:
+        parse("I cannot help with that.", Item)
+    assert "expected Item (an object)" in str(info.value)
+
+
+def test_pydantic_validation_errors_are_wrapped() -> None:
+    assert parse("{n: 4}", Even) == Even(n=4)
+    with pytest.raises(OutputParseError) as info:
+        parse("{n: 3}", Even)
+    assert "pydantic validation failed" in str(info.value)
+    assert "n must be even" in str(info.value)
+    assert any("n: Value error, n must be even" in a.error for a in info.value.attempts)
+
+
+def test_bad_arguments_are_config_errors() -> None:
+    with pytest.raises(ConfigError):
+        parse(b"{}", Item)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        parse("{}", {"$ref": "#/$defs/Missing"})
+
+
+# -- partial (streaming) mode ------------------------------------------------------------
+
+
+def test_partial_model_is_constructed_with_unseen_fields_none() -> None:
+    got = parse('{"id": 3, "items": [{"name": "a", "qty": 2}, {"name": "b"', Order, partial=True)
+    assert isinstance(got, Order)
+    assert got.id == 3
+    assert got.color is None
+    assert got.kind is None
+    assert [type(i) for i in got.items] == [Item, Item]
+    assert (got.items[1].name, got.items[1].qty) == ("b", None)
+
+
+def test_partial_drops_a_number_that_may_still_grow() -> None:
+    got = parse('{"id": 3, "items": [{"name": "a", "qty": 12', Order, partial=True)
+    assert got.items[0].qty is None
+    assert parse("[1, 2, 3", list[int], partial=True) == [1, 2]
+    assert parse("[1, 2, 3]", list[int], partial=True) == [1, 2, 3]
+
+
+def test_partial_keeps_a_string_being_written() -> None:
+    got = parse('{"name": "Ada", "skills": ["math", "poe', Resume, partial=True)
+    assert got.name == "Ada"
+    assert got.skills == ["math", "poe"]
+    assert got.email is None
+
+
+def test_partial_complete_value_is_validated() -> None:
+    got = parse('{"v": 5}', IntBox, partial=True)
+    assert got == IntBox(v=5)
+    assert got.model_fields_set == {"v"}
+
+
+def test_partial_nothing_yet_is_none() -> None:
+    assert parse("", Order, partial=True) is None
+    assert parse("Sure, here is the order:", Order, partial=True) is None
+    with pytest.raises(OutputParseError):
+        parse("Sure, here is the order:", Order)
+
+
+def test_partial_opening_brace_gives_an_empty_model() -> None:
+    got = parse("Sure: {", Order, partial=True)
+    assert isinstance(got, Order)
+    assert (got.id, got.items, got.color) == (None, [], None)
+
+
+def test_partial_still_raises_on_what_is_already_wrong() -> None:
+    with pytest.raises(OutputParseError, match="'lots' is not a number"):
+        parse('{"id": 1, "items": [{"name": "a", "qty": "lots"}', Order, partial=True)
+
+
+# -- fast path and robustness ------------------------------------------------------------
+
+
+def test_fast_path_is_cached_per_target() -> None:
+    parse('{"v": 1}', IntBox)
+    assert _targets._FAST[IntBox] is not None
+    parse('"x"', str)
+    assert _targets._FAST[str] is None  # strings are returned verbatim, not decoded
+
+
+def test_annotated_target() -> None:
+    assert parse("{v: '3'}", Annotated[IntBox, "meta"]) == IntBox(v=3)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 5000 + "]" * 5000,
+        '{"a": ' * 3000,
+        '{z\u201d8{F5\u201dulc]"',
+        "\u201d" * 50,
+        '{"a": "' + 'x "y" ' * 2000 + '"}',
+    ],
+)
+def test_pathological_inputs_end_with_a_value_or_a_typed_error(text: str) -> None:
+    for target in ({}, Item, list[int], Color):
+        with contextlib.suppress(OutputParseError):
+            parse(text, target)
+
+
+def test_mutated_inputs_never_raise_anything_else() -> None:
+    rnd = random.Random(20240601)
+    seeds = [
+        '{"id": 1, "items": [{"name": "a", "qty": 2}], "color": "red", "kind": "retail"}',
+        "Here: ```json\n{name: 'x', qty: 3,}\n```",
+        '[{"name": "a\\n\\"b\\"", "qty": 1}, {"name": "c", "qty": 1_000}]',
+    ]
+    noise = list("{}[]()\"',:/*#\\ \n`\u201c\u201d\u201eaxTrueN01-.")
+    for _ in range(600):
+        text = rnd.choice(seeds)
+        for _ in range(rnd.randrange(1, 4)):
+            i = rnd.randrange(len(text) + 1)
+            text = text[:i] + rnd.choice(noise) + text[i + rnd.randrange(2) :]
+        for target in (Order, list[Item], {}):
+            with contextlib.suppress(OutputParseError):
+                parse(text, target, partial=rnd.random() < 0.3)
