@@ -104,8 +104,12 @@ class _Origin:
     # ------------------------------------------------------------------ acquire
     def try_acquire(self) -> _Conn | _Open | None:
         """Take a free connection or stream, or the right to open one; None: must wait."""
-        if self.h2_ready:
-            conn2 = next(iter(self.h2_ready))
+        h2_ready = self.h2_ready
+        while h2_ready:
+            conn2 = next(iter(h2_ready))
+            if conn2.streams == 0 and self.now() - conn2.idle_since >= self.expiry:
+                self.connection_unusable(conn2)  # expired; its timer has not run yet
+                continue
             self.reserve_stream(conn2)
             return conn2
         idle = self.idle
