@@ -235,3 +235,18 @@ async def test_server_closing_idle_h2_connection_is_replaced() -> None:
             assert srv.requests == 2
             stats = pool.stats()
             assert (stats.in_use, stats.connections_opened) == (0, 2)
+
+
+@pytest.mark.anyio
+async def test_idle_h2_connection_expires_while_quiet() -> None:
+    async with serving(RawH2Server()) as srv:
+        http, pool = client(keepalive_expiry=0.2)
+        async with http:
+            assert (await http.get(srv.url)).status_code == 200
+            assert pool.stats().idle == 1
+            # No further request: the pool's own timer closes the idle connection.
+            await srv.wait_for(lambda s: s.connections_closed == 1)
+            assert pool.stats().idle == 0
+            assert srv.requests == 1
+            assert (await http.get(srv.url)).status_code == 200
+            assert srv.connections_opened == 2
