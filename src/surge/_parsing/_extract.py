@@ -10,12 +10,13 @@ The coercer tries them in this order and keeps the best fit.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from surge._parsing._nodes import Node, from_plain
 from surge._parsing._repair import parse_document
 
-__all__ = ["Candidate", "any_json", "candidates"]
+__all__ = ["Candidate", "any_json", "candidates", "raw_candidate"]
 
 
 @dataclass(frozen=True)
@@ -115,46 +116,54 @@ def _read(text: str, source: str, partial: bool, allow_tuple: bool = False) -> l
     node = _strict(text, partial)
     if node is not None and node.kind in ("object", "array"):
         return [Candidate(node, text, source)]
-    return [
-        Candidate(n, text[s:e], source) for n, s, e in parse_document(text, allow_tuple=allow_tuple)
-    ]
+    found = parse_document(text, allow_tuple=allow_tuple)
+    return [Candidate(n, text[s:e], source) for n, s, e in found]
 
 
-def candidates(text: str, *, partial: bool) -> list[Candidate]:
-    """Every candidate reading of `text`, best first (see the module docstring)."""
-    raw = Candidate(
-        Node("string", text, text=text, quoted=False, complete=not partial), text, "raw"
-    )
+def raw_candidate(text: str, *, partial: bool) -> Candidate:
+    """The whole text as one string (in partial mode it may still grow)."""
+    node = Node("string", text, text=text, quoted=False, complete=not partial)
+    return Candidate(node, text, "raw")
+
+
+def candidates(text: str, *, partial: bool, raw: Candidate) -> Iterator[Candidate]:
+    """Every candidate reading of `text`, best first (see the module docstring).
+
+    Lazy: a caller that finds a clean fit early does not pay for the later readings.
+    `raw` (from `raw_candidate`) comes last.
+    """
     node = _strict(text, partial)
     if node is not None:
-        return [Candidate(node, text, "json"), raw]
-    out: list[Candidate] = []
-    seen: set[str] = set()
+        yield Candidate(node, text, "json")
+        yield raw
+        return
+    read: set[str] = set()  # source spans already parsed
+    seen: set[str] = set()  # candidate texts already given
 
-    def add(found: list[Candidate]) -> None:
+    def fresh(found: list[Candidate]) -> Iterator[Candidate]:
         for cand in found:
             if cand.text not in seen:
                 seen.add(cand.text)
-                out.append(cand)
+                yield cand
 
     for block, content in _fences(text):
-        add(
-            [
-                Candidate(c.node, c.text or block, "fence")
-                for c in _read(content, "fence", partial, True)
-            ]
-        )
-    scanned = [c for span in _balanced(text) for c in _read(span, "scan", partial)]
-    add(scanned)
-    repaired = _read(text, "repair", partial)
-    add(repaired)
+        read.add(content.strip())
+        found = _read(content, "fence", partial, True)
+        yield from fresh([Candidate(c.node, c.text or block, "fence") for c in found])
+    scanned: list[Candidate] = []
+    for span in _balanced(text):
+        if span.strip() not in read:
+            read.add(span.strip())
+            scanned.extend(_read(span, "scan", partial))
+    yield from fresh(scanned)
+    repaired = _read(text, "repair", partial) if text.strip() not in read else []
+    yield from fresh(repaired)
     for group in (repaired, scanned):
         if len(group) > 1:
             combined = Node("array", [c.node for c in group])
-            out.append(Candidate(combined, text, "all", penalty=1))
+            yield Candidate(combined, text, "all", penalty=1)
             break
-    out.append(raw)
-    return out
+    yield raw
 
 
 def any_json(text: str, *, partial: bool) -> tuple[Node | None, list[Candidate]]:

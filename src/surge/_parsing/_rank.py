@@ -13,7 +13,7 @@ from typing import Any
 
 from surge._errors import OutputParseError, ParseAttempt
 from surge._parsing._coerce import ABSENT, Coercer, Mismatch
-from surge._parsing._extract import Candidate, any_json, candidates
+from surge._parsing._extract import Candidate, any_json, candidates, raw_candidate
 from surge._parsing._nodes import to_plain
 from surge._parsing._schema import Schema
 
@@ -40,11 +40,13 @@ def rank(text: str, schema: Schema, *, partial: bool) -> tuple[list[Ranked], lis
         if node is None:
             return [], [ParseAttempt(text, "no JSON value found in the text")]
         return [Ranked(to_plain(node), 0, Candidate(node, text, "repair"))], []
-    found = candidates(text, partial=partial)
-    coercer = Coercer(partial=partial, raw=found[-1].node)
+    raw = raw_candidate(text, partial=partial)
+    coercer = Coercer(partial=partial, raw=raw.node)
     ranked: list[Ranked] = []
     attempts: list[ParseAttempt] = []
-    for cand in found:
+    tried = 0
+    for cand in candidates(text, partial=partial, raw=raw):
+        tried += 1
         try:
             value, penalty = coercer.coerce(cand.node, schema)
         except Mismatch as exc:
@@ -57,10 +59,10 @@ def rank(text: str, schema: Schema, *, partial: bool) -> tuple[list[Ranked], lis
         if penalty + cand.penalty == 0:
             break  # nothing later can beat a clean fit
     ranked.sort(key=lambda r: r.penalty)
-    if not ranked and partial and len(found) == 1:
+    if not ranked and partial and tried == 1:
         # Streaming, and no JSON has been written yet (only prose, or nothing): no value
         # so far rather than an error, as more text may bring it.
-        ranked.append(Ranked(None, 0, found[0]))
+        ranked.append(Ranked(None, 0, raw))
     return ranked, attempts
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import SchemaValidator
 
 from surge._errors import ConfigError, ParseAttempt
 from surge._parsing._rank import fail, rank
@@ -66,8 +67,15 @@ def _target(target: Any) -> _Target:
 def _prepare_fast(target: Any) -> Callable[[str], Any] | None:
     entry = _target(target)
     base = entry.schema.non_null()
+    fast: Callable[[str], Any] | None = None
     # A string target takes the raw text verbatim, which validate_json would unquote.
-    fast = None if base.kind == "string" else entry.adapter.validate_json
+    if base.kind != "string":
+        # pydantic-core's validator itself: the same validation as
+        # `TypeAdapter.validate_json` without its Python wrapper (a deferred build, whose
+        # validator is a placeholder until first use, keeps the wrapper).
+        validator = entry.adapter.validator
+        fast = validator.validate_json if isinstance(validator, SchemaValidator) else None
+        fast = fast or entry.adapter.validate_json
     try:
         if len(_FAST) >= _CACHE_LIMIT:
             _FAST.clear()
