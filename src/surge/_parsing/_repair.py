@@ -16,22 +16,14 @@ from __future__ import annotations
 
 import re
 
+from surge._parsing._cursor import CLOSERS, QUOTES, WS
 from surge._parsing._nodes import Kind, Node
+from surge._parsing._strings import StringReader
 
 __all__ = ["MAX_DEPTH", "parse_document"]
 
 MAX_DEPTH = 100  # containers nested deeper than this are not read
 
-_WS = " \t\r\n\ufeff\xa0"
-# Opening quote -> the quotes that may close it.
-_CLOSERS: dict[str, tuple[str, ...]] = {
-    '"': ('"',),
-    "'": ("'",),
-    "\u201c": ("\u201d", "\u201c", '"'),  # “ -> ” “ "
-    "\u201e": ("\u201c", "\u201d", '"'),  # „ -> “ ” "
-    "\u2018": ("\u2019", "\u2018"),  # left single -> right or left single
-}
-_QUOTES = frozenset(_CLOSERS) | {"\u201d", "\u2019"}
 _LITERALS: dict[str, bool | None] = {
     "true": True,
     "True": True,
@@ -45,9 +37,6 @@ _LITERALS: dict[str, bool | None] = {
     "None": None,
 }
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*(?:_\d+)*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\"}
-_UNQUOTED_KEY_AHEAD = re.compile(r"[^\s,:{}\[\]\"'][^,:{}\[\]\"'\n]{0,60}?\s*:")
-_BARE_KEY_BEFORE_QUOTE = re.compile(r",\s*[A-Za-z_$][\w$-]*\s*:\s*$")
 _ELLIPSIS = frozenset({"...", "\u2026"})
 
 
@@ -64,15 +53,7 @@ def parse_document(text: str, *, allow_tuple: bool = False) -> list[tuple[Node, 
     return _Parser(text).document(allow_tuple)
 
 
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.t = text
-        self.n = len(text)
-        self.i = 0
-        self.stack: list[str] = []  # enclosing containers: "object" / "array" / "tuple"
-
-    # -- document level ---------------------------------------------------------------
-
+class _Parser(StringReader):
     def document(self, allow_tuple: bool) -> list[tuple[Node, int, int]]:
         out: list[tuple[Node, int, int]] = []
         t = self.t
@@ -106,59 +87,6 @@ class _Parser:
                 node.fixes += 1
                 self.stack.pop()
 
-    # -- whitespace and comments ------------------------------------------------------
-
-    def _skip_ws(self, j: int) -> int:
-        t, n = self.t, self.n
-        while j < n and t[j] in _WS:
-            j += 1
-        return j
-
-    def _skip(self, j: int, *, hash_comments: bool = True) -> int:
-        """Skip whitespace and comments from `j`; return the next significant index."""
-        t, n = self.t, self.n
-        while True:
-            j = self._skip_ws(j)
-            if j >= n:
-                return j
-            if t.startswith("//", j):
-                end = t.find("\n", j)
-                j = n if end < 0 else end + 1
-            elif t.startswith("/*", j):
-                end = t.find("*/", j + 2)
-                j = n if end < 0 else end + 2
-            elif hash_comments and t[j] == "#":
-                # Runs to the end of the line, or to a bracket closing the container.
-                k = j
-                while k < n and t[k] not in "\n}]":
-                    k += 1
-                j = k
-            else:
-                return j
-
-    # -- look-ahead helpers -----------------------------------------------------------
-
-    def _quoted_key_at(self, j: int) -> bool:
-        """Is there a quoted string at `j` (on one line) followed by a colon?"""
-        t = self.t
-        if j >= self.n or t[j] not in _CLOSERS:
-            return False
-        closers = _CLOSERS[t[j]]
-        k = j + 1
-        while k < self.n and t[k] != "\n":
-            if t[k] in closers:
-                m = self._skip_ws(k + 1)
-                return m < self.n and t[m] == ":"
-            k += 1
-        return False
-
-    def _key_ahead(self, j: int) -> bool:
-        """After a comma: does a new member (quoted or bare key) start at `j`?"""
-        return self._quoted_key_at(j) or bool(_UNQUOTED_KEY_AHEAD.match(self.t, j))
-
-    def _enclosed_by(self, kind: str) -> bool:
-        return kind in self.stack[:-1]
-
     # -- values -----------------------------------------------------------------------
 
     def _value(self, ctx: str) -> Node | None:
@@ -172,7 +100,7 @@ class _Parser:
             return self._array("]")
         if c == "(" and ctx != "top":
             return self._array(")")
-        if c in _CLOSERS or (c == "\\" and self.t.startswith('\\"', self.i)):
+        if c in CLOSERS or (c == "\\" and self.t.startswith('\\"', self.i)):
             return self._string(ctx)
         return self._unquoted(ctx)
 
@@ -232,14 +160,14 @@ class _Parser:
     def _key(self) -> str | None:
         t = self.t
         c = t[self.i]
-        if c in _CLOSERS or (c == "\\" and t.startswith('\\"', self.i)):
+        if c in CLOSERS or (c == "\\" and t.startswith('\\"', self.i)):
             node = self._string("key")
             return str(node.value)
         if c in "{[(":
             self._value("object")  # a structure where a key belongs: read and drop it
             return None
         j = self.i
-        while j < self.n and t[j] not in ':,{}[]\n"' and t[j] not in _QUOTES:
+        while j < self.n and t[j] not in ':,{}[]\n"' and t[j] not in QUOTES:
             j += 1
         if j < self.n and t[j] == ":":
             key = t[self.i : j].strip()
@@ -309,176 +237,6 @@ class _Parser:
         self.stack.pop()
         return node
 
-    # -- strings ----------------------------------------------------------------------
-
-    def _string(self, ctx: str) -> Node:
-        t, n = self.t, self.n
-        start = self.i
-        for triple in ('"""', "'''"):
-            if t.startswith(triple, start):
-                end = t.find(triple, start + 3)
-                if end < 0:
-                    self.i = n
-                    return Node("string", t[start + 3 :], text=t[start + 3 :], complete=False)
-                self.i = end + 3
-                return Node("string", t[start + 3 : end], text=t[start + 3 : end])
-        escaped_doc = t[start] == "\\"
-        quote = '"' if escaped_doc else t[start]
-        closers = ('\\"',) if escaped_doc else _CLOSERS[quote]
-        i = start + (2 if escaped_doc else 1)
-        doubled = False
-        fixes = 0
-        if not escaped_doc and i < n and t[i] in closers:
-            if self._closes_here(i + 1, ctx, 0, 0):
-                self.i = i + 1
-                return Node("string", "", text="")
-            doubled = True  # `""value""`: CSV-style doubled quotes
-            i += 1
-            fixes += 1
-        buf: list[str] = []
-        comma_at = -1  # (text index, buffer length) of the last comma in the value
-        comma_len = 0
-        raw_tail = -1  # where a run of raw whitespace holding a newline began, if at the end
-        braces = brackets = 0  # unclosed { and [ in the value so far
-        while i < n:
-            c = t[i]
-            if escaped_doc and t.startswith('\\"', i):
-                if self._closes_here(i + 2, ctx, braces, brackets):
-                    self.i = i + 2
-                    return self._finish(buf, ctx, fixes, raw_tail)
-                buf.append('"')
-                i += 2
-                continue
-            if c == "\\" and not escaped_doc and i + 1 < n:
-                i = self._escape(i, buf)
-                raw_tail = -1
-                continue
-            if c in closers:
-                if doubled and i + 1 < n and t[i + 1] in closers:
-                    self.i = i + 2
-                    return self._finish(buf, ctx, fixes, raw_tail)
-                if self._closes_here(i + 1, ctx, braces, brackets):
-                    self.i = i + 1
-                    return self._finish(buf, ctx, fixes, raw_tail)
-                if ctx == "object" and comma_at >= 0 and len(buf) - comma_len < 80:
-                    # A missing closing quote: `"New York, "gender": ...` or `"a, b: "x"`.
-                    tail = "".join(buf[comma_len - 1 :])
-                    if (not tail[1:].strip() and self._quoted_key_at(i)) or (
-                        _BARE_KEY_BEFORE_QUOTE.search(tail)
-                    ):
-                        self.i = comma_at
-                        return self._finish(buf[: comma_len - 1], ctx, fixes + 1, -1)
-                buf.append(c)  # an unescaped quote inside the string
-                raw_tail = -1
-                i += 1
-                continue
-            if c == ",":
-                comma_at, comma_len = i, len(buf) + 1
-            elif c in "{}[]":
-                if c == "{":
-                    braces += 1
-                elif c == "}":
-                    braces -= 1
-                elif c == "[":
-                    brackets += 1
-                else:
-                    brackets -= 1
-            if c == "\n" and raw_tail < 0:
-                raw_tail = len(buf)
-            elif c not in _WS:
-                raw_tail = -1
-            buf.append(c)
-            i += 1
-        return self._unterminated(buf, ctx, fixes)
-
-    def _escape(self, i: int, buf: list[str]) -> int:
-        t = self.t
-        nxt = t[i + 1]
-        if nxt in "\"'":
-            buf.append(nxt)
-        elif nxt in _ESCAPES:
-            buf.append(_ESCAPES[nxt])
-        elif nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", t[i + 2 : i + 6]):
-            code = int(t[i + 2 : i + 6], 16)
-            low = t[i + 8 : i + 12]
-            if 0xD800 <= code < 0xDC00 and t.startswith("\\u", i + 6) and len(low) == 4:
-                with_low = (code - 0xD800) * 0x400 + int(low, 16) - 0xDC00 + 0x10000
-                buf.append(chr(with_low))
-                return i + 12
-            buf.append(chr(code))
-            return i + 6
-        else:
-            buf.append("\\" + nxt)  # not a JSON escape (a regex, LaTeX): keep it verbatim
-        return i + 2
-
-    def _finish(self, buf: list[str], ctx: str, fixes: int, raw_tail: int = -1) -> Node:
-        if ctx != "key" and raw_tail >= 0:
-            # A raw line break right before the closing quote (`"text<newline>"`) goes;
-            # the start of the whitespace run is found from the raw-newline position.
-            start = raw_tail
-            while start > 0 and buf[start - 1] in " \t\r":
-                start -= 1
-            del buf[start:]
-        value = "".join(buf)
-        return Node("string", value, text=value, fixes=fixes)
-
-    def _unterminated(self, buf: list[str], ctx: str, fixes: int) -> Node:
-        """The input ended inside a string: keep it, or close it before trailing brackets.
-
-        When the brackets that close the open containers were written after it
-        (`{"a": ["b]}`), the string ends before them.
-        """
-        value = "".join(buf)
-        needed = "".join(
-            "}" if k == "object" else ")" if k == "tuple" else "]" for k in reversed(self.stack)
-        )
-        tail = re.search(r"[\]})\s]*$", value)
-        closers = re.sub(r"\s", "", tail.group()) if tail else ""
-        if closers and needed.startswith(closers):
-            cut = len(value) - len(tail.group()) if tail else len(value)
-            self.i = self.n - (len(value) - cut)
-            return Node("string", value[:cut], text=value[:cut], fixes=fixes + 1)
-        self.i = self.n
-        return Node("string", value, text=value, complete=False, fixes=fixes + 1)
-
-    def _closes_here(self, j: int, ctx: str, braces: int, brackets: int) -> bool:
-        """Would a quote ending just before `j` close the string, given what follows?
-
-        `braces`/`brackets` count the `{`/`[` left open inside the string so far: a `}`
-        after the quote does not close the string while its own `{` is still open.
-        """
-        t = self.t
-        k = self._skip(j, hash_comments=False)
-        if k < self.n and t[k] == "#" and k > j:
-            k = self._skip(k)  # `"value" # a comment`
-        if k >= self.n:
-            return True
-        c = t[k]
-        if t.startswith("```", k):
-            return True
-        if ctx == "key":
-            return c == ":"
-        if ctx == "array":
-            if c == ":":
-                return True  # `["key": value]`: the list holds an object without braces
-            if c == "]":
-                return brackets <= 0
-            if c == "," or c in _CLOSERS:
-                return True
-            if c == ")":
-                return "tuple" in self.stack
-            return c == "}" and self._enclosed_by("object")
-        if ctx == "object":
-            if c == "}":
-                return braces <= 0
-            if c == ",":
-                m = self._skip(k + 1)
-                return m >= self.n or t[m] in "}]" or self._key_ahead(m)
-            if c == "]":
-                return self._enclosed_by("array") and brackets <= 0
-            return self._quoted_key_at(k)
-        return True
-
     # -- unquoted values --------------------------------------------------------------
 
     def _scalar_before_comma(self, token: str, comma: int) -> bool:
@@ -521,15 +279,15 @@ class _Parser:
                 if j - start < 40 and self._scalar_before_comma(t[start:j].strip(), j):
                     break
             elif (
-                c in _CLOSERS
+                c in CLOSERS
                 and ctx == "object"
                 and braces == 0
                 and j > start
-                and t[j - 1] in _WS
+                and t[j - 1] in WS
                 and self._quoted_key_at(j)
             ):
                 break  # a missing comma before the next `"key":`
-            elif c == "/" and t[j + 1 : j + 2] in ("/", "*") and (j == start or t[j - 1] in _WS):
+            elif c == "/" and t[j + 1 : j + 2] in ("/", "*") and (j == start or t[j - 1] in WS):
                 break  # a comment
             j += 1
         self.i = j
@@ -542,7 +300,7 @@ class _Parser:
         if ctx == "array" and token in _ELLIPSIS:
             return None
         fixes = 1
-        if token[-1] in _QUOTES and not any(q in token[:-1] for q in _QUOTES):
+        if token[-1] in QUOTES and not any(q in token[:-1] for q in QUOTES):
             token = token[:-1].rstrip()  # `abcdef"`: a missing opening quote
             fixes += 1
         if token in _LITERALS:

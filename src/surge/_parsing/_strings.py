@@ -1,0 +1,194 @@
+r"""Reading quoted strings the way language models write them.
+
+A quote only closes a string when what follows makes sense after a string in that place
+(a `:` after a key; a `,` and then another member, or the closing bracket, after a value),
+so unescaped quotes inside a value survive. Also handled: single, smart and triple quotes,
+CSV-style doubled quotes, a missing closing quote before the next key, raw newlines, JSON
+escapes (others kept verbatim, as in regexes and LaTeX), a document written with escaped
+quotes (`{\\"a\\": 1}`), and a string cut off by the end of the input.
+"""
+
+from __future__ import annotations
+
+import re
+
+from surge._parsing._cursor import CLOSERS, WS, Cursor
+from surge._parsing._nodes import Node
+
+__all__ = ["StringReader"]
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\"}
+_BARE_KEY_BEFORE_QUOTE = re.compile(r",\s*[A-Za-z_$][\w$-]*\s*:\s*$")
+
+
+class StringReader(Cursor):
+    """The string-reading layer of the tolerant parser."""
+
+    def _string(self, ctx: str) -> Node:
+        """Read the string starting at the current index (`ctx`: key, object, array)."""
+        t, n = self.t, self.n
+        start = self.i
+        for triple in ('"""', "'''"):
+            if t.startswith(triple, start):
+                end = t.find(triple, start + 3)
+                if end < 0:
+                    self.i = n
+                    return Node("string", t[start + 3 :], text=t[start + 3 :], complete=False)
+                self.i = end + 3
+                return Node("string", t[start + 3 : end], text=t[start + 3 : end])
+        escaped_doc = t[start] == "\\"
+        quote = '"' if escaped_doc else t[start]
+        closers = ('\\"',) if escaped_doc else CLOSERS[quote]
+        i = start + (2 if escaped_doc else 1)
+        doubled = False
+        fixes = 0
+        if not escaped_doc and i < n and t[i] in closers:
+            if self._closes_here(i + 1, ctx, 0, 0):
+                self.i = i + 1
+                return Node("string", "", text="")
+            doubled = True  # `""value""`: CSV-style doubled quotes
+            i += 1
+            fixes += 1
+        buf: list[str] = []
+        comma_at = -1  # (text index, buffer length) of the last comma in the value
+        comma_len = 0
+        raw_tail = -1  # where a run of raw whitespace holding a newline began, if at the end
+        braces = brackets = 0  # unclosed { and [ in the value so far
+        while i < n:
+            c = t[i]
+            if escaped_doc and t.startswith('\\"', i):
+                if self._closes_here(i + 2, ctx, braces, brackets):
+                    self.i = i + 2
+                    return self._finish(buf, ctx, fixes, raw_tail)
+                buf.append('"')
+                i += 2
+                continue
+            if c == "\\" and not escaped_doc and i + 1 < n:
+                i = self._escape(i, buf)
+                raw_tail = -1
+                continue
+            if c in closers:
+                if doubled and i + 1 < n and t[i + 1] in closers:
+                    self.i = i + 2
+                    return self._finish(buf, ctx, fixes, raw_tail)
+                if self._closes_here(i + 1, ctx, braces, brackets):
+                    self.i = i + 1
+                    return self._finish(buf, ctx, fixes, raw_tail)
+                if ctx == "object" and comma_at >= 0 and len(buf) - comma_len < 80:
+                    # A missing closing quote: `"New York, "gender": ...` or `"a, b: "x"`.
+                    tail = "".join(buf[comma_len - 1 :])
+                    if (not tail[1:].strip() and self._quoted_key_at(i)) or (
+                        _BARE_KEY_BEFORE_QUOTE.search(tail)
+                    ):
+                        self.i = comma_at
+                        return self._finish(buf[: comma_len - 1], ctx, fixes + 1, -1)
+                buf.append(c)  # an unescaped quote inside the string
+                raw_tail = -1
+                i += 1
+                continue
+            if c == ",":
+                comma_at, comma_len = i, len(buf) + 1
+            elif c in "{}[]":
+                if c == "{":
+                    braces += 1
+                elif c == "}":
+                    braces -= 1
+                elif c == "[":
+                    brackets += 1
+                else:
+                    brackets -= 1
+            if c == "\n" and raw_tail < 0:
+                raw_tail = len(buf)
+            elif c not in WS:
+                raw_tail = -1
+            buf.append(c)
+            i += 1
+        return self._unterminated(buf, ctx, fixes)
+
+    def _escape(self, i: int, buf: list[str]) -> int:
+        t = self.t
+        nxt = t[i + 1]
+        if nxt in "\"'":
+            buf.append(nxt)
+        elif nxt in _ESCAPES:
+            buf.append(_ESCAPES[nxt])
+        elif nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", t[i + 2 : i + 6]):
+            code = int(t[i + 2 : i + 6], 16)
+            low = t[i + 8 : i + 12]
+            if 0xD800 <= code < 0xDC00 and t.startswith("\\u", i + 6) and len(low) == 4:
+                with_low = (code - 0xD800) * 0x400 + int(low, 16) - 0xDC00 + 0x10000
+                buf.append(chr(with_low))
+                return i + 12
+            buf.append(chr(code))
+            return i + 6
+        else:
+            buf.append("\\" + nxt)  # not a JSON escape (a regex, LaTeX): keep it verbatim
+        return i + 2
+
+    def _finish(self, buf: list[str], ctx: str, fixes: int, raw_tail: int = -1) -> Node:
+        if ctx != "key" and raw_tail >= 0:
+            # A raw line break right before the closing quote (`"text<newline>"`) goes;
+            # the start of the whitespace run is found from the raw-newline position.
+            start = raw_tail
+            while start > 0 and buf[start - 1] in " \t\r":
+                start -= 1
+            del buf[start:]
+        value = "".join(buf)
+        return Node("string", value, text=value, fixes=fixes)
+
+    def _unterminated(self, buf: list[str], ctx: str, fixes: int) -> Node:
+        """The input ended inside a string: keep it, or close it before trailing brackets.
+
+        When the brackets that close the open containers were written after it
+        (`{"a": ["b]}`), the string ends before them.
+        """
+        value = "".join(buf)
+        needed = "".join(
+            "}" if k == "object" else ")" if k == "tuple" else "]" for k in reversed(self.stack)
+        )
+        tail = re.search(r"[\]})\s]*$", value)
+        closers = re.sub(r"\s", "", tail.group()) if tail else ""
+        if closers and needed.startswith(closers):
+            cut = len(value) - len(tail.group()) if tail else len(value)
+            self.i = self.n - (len(value) - cut)
+            return Node("string", value[:cut], text=value[:cut], fixes=fixes + 1)
+        self.i = self.n
+        return Node("string", value, text=value, complete=False, fixes=fixes + 1)
+
+    def _closes_here(self, j: int, ctx: str, braces: int, brackets: int) -> bool:
+        """Would a quote ending just before `j` close the string, given what follows?
+
+        `braces`/`brackets` count the `{`/`[` left open inside the string so far: a `}`
+        after the quote does not close the string while its own `{` is still open.
+        """
+        t = self.t
+        k = self._skip(j, hash_comments=False)
+        if k < self.n and t[k] == "#" and k > j:
+            k = self._skip(k)  # `"value" # a comment`
+        if k >= self.n:
+            return True
+        c = t[k]
+        if t.startswith("```", k):
+            return True
+        if ctx == "key":
+            return c == ":"
+        if ctx == "array":
+            if c == ":":
+                return True  # `["key": value]`: the list holds an object without braces
+            if c == "]":
+                return brackets <= 0
+            if c == "," or c in CLOSERS:
+                return True
+            if c == ")":
+                return "tuple" in self.stack
+            return c == "}" and self._enclosed_by("object")
+        if ctx == "object":
+            if c == "}":
+                return braces <= 0
+            if c == ",":
+                m = self._skip(k + 1)
+                return m >= self.n or t[m] in "}]" or self._key_ahead(m)
+            if c == "]":
+                return self._enclosed_by("array") and brackets <= 0
+            return self._quoted_key_at(k)
+        return True
