@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import random
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Literal
 
@@ -230,6 +231,19 @@ def test_literal_matching() -> None:
         parse("2 or 3", Literal[1, 2, 3])
 
 
+def test_mixed_literal() -> None:
+    assert parse("A", Literal["a", 1]) == "a"
+    got = parse("1", Literal["a", 1])
+    assert got == 1
+    assert type(got) is int
+
+
+def test_formatted_string_target_is_validated_not_verbatim() -> None:
+    want = datetime(2024, 5, 1, 10, 0)
+    assert parse('"2024-05-01T10:00:00"', datetime) == want
+    assert parse('{"at": "2024-05-01T10:00:00",}', dict[str, datetime]) == {"at": want}
+
+
 def test_field_aliases() -> None:
     assert parse('{"fullName": "Ada", "ville": "Paris"}', Person) == Person(
         fullName="Ada", city="Paris"
@@ -352,6 +366,15 @@ def test_partial_keeps_a_string_being_written() -> None:
     assert got.name == "Ada"
     assert got.skills == ["math", "poe"]
     assert got.email is None
+
+
+def test_partial_union_of_models_picks_the_member_that_knows_the_keys() -> None:
+    got = parse('{"good": true, "kind": "do', Cat | Dog, partial=True)
+    assert isinstance(got, Dog)
+    assert (got.kind, got.good) == (None, True)  # the literal is not finished yet
+    assert parse('{"good": true, "kind": "dog"}', Cat | Dog, partial=True) == Dog(
+        kind="dog", good=True
+    )
 
 
 def test_partial_complete_value_is_validated() -> None:

@@ -167,16 +167,27 @@ class Coercer:
         raise Mismatch(f"expected true or false, got {_kind_name(node)}", path)
 
     def _choice(self, node: Node, s: Schema, path: str) -> tuple[Any, int]:
-        if all(isinstance(v, str) for v in s.values):
-            if node.kind not in ("string", "number", "bool"):
-                raise Mismatch(f"expected {s.describe()}, got {_kind_name(node)}", path)
+        if self.partial and not node.complete and node.kind in ("string", "number"):
+            return ABSENT, 0  # a name still being written
+        words = [i for i, v in enumerate(s.values) if isinstance(v, str)]
+        why = ""
+        if words and node.kind in ("string", "number", "bool"):
             text = node.value if node.kind == "string" else node.text
             try:
-                index, penalty = match_choice(text, s.aliases)
+                index, penalty = match_choice(text, [s.aliases[i] for i in words])
             except ValueError as exc:
-                raise Mismatch(str(exc), path) from None
-            return s.values[index], penalty
-        for value in s.values:  # non-string literals: read the node as that type
+                why = f": {exc}"
+                if "ambiguous" in str(exc) or "several" in str(exc):
+                    raise Mismatch(str(exc), path) from None
+            else:
+                return s.values[words[index]], penalty
+        for value in s.values:  # non-string literals (2, true, null): read the node as one
+            if isinstance(value, str):
+                continue
+            if value is None:
+                if node.kind == "null":
+                    return None, 0
+                continue
             typ = (
                 "boolean"
                 if isinstance(value, bool)
@@ -184,19 +195,15 @@ class Coercer:
                 if isinstance(value, int)
                 else "number"
             )
-            if value is None:
-                if node.kind == "null":
-                    return None, 0
-                continue
             try:
                 got, penalty = self.coerce(node, _SCALARS[typ], path)
             except Mismatch:
                 continue
-            if got is not ABSENT and type(got) is type(value) and got == value:
-                return value, penalty
             if got is ABSENT:
                 return ABSENT, 0
-        raise Mismatch(f"expected {s.describe()}, got {_kind_name(node)}", path)
+            if type(got) is type(value) and got == value:
+                return value, penalty
+        raise Mismatch(why[2:] if why else f"expected {s.describe()}, got {_kind_name(node)}", path)
 
     def _first_item(self, node: Node, s: Schema, path: str) -> tuple[Any, int]:
         reasons = []

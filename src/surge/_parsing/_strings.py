@@ -5,7 +5,7 @@ A quote only closes a string when what follows makes sense after a string in tha
 so unescaped quotes inside a value survive. Also handled: single, smart and triple quotes,
 CSV-style doubled quotes, a missing closing quote before the next key, raw newlines, JSON
 escapes (others kept verbatim, as in regexes and LaTeX), a document written with escaped
-quotes (`{\\"a\\": 1}`), and a string cut off by the end of the input.
+quotes (`{\"a\": 1}`), and a string cut off by the end of the input.
 """
 
 from __future__ import annotations

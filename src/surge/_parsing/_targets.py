@@ -69,7 +69,7 @@ def _prepare_fast(target: Any) -> Callable[[str], Any] | None:
     base = entry.schema.non_null()
     fast: Callable[[str], Any] | None = None
     # A string target takes the raw text verbatim, which validate_json would unquote.
-    if base.kind != "string":
+    if base.kind != "string" or "format" in base.raw:  # dates and the like: not verbatim
         # pydantic-core's validator itself: the same validation as
         # `TypeAdapter.validate_json` without its Python wrapper (a deferred build, whose
         # validator is a placeholder until first use, keeps the wrapper).
@@ -162,6 +162,15 @@ def _name(target: Any, schema: Schema | None = None) -> str:
     return schema.describe() if schema is not None else repr(target)
 
 
+def _keys_of(model: type[BaseModel]) -> set[str]:
+    keys = set(model.model_fields)
+    for info in model.model_fields.values():
+        for alias in (info.alias, info.validation_alias):
+            if isinstance(alias, str):
+                keys.add(alias)
+    return keys
+
+
 def _construct(tp: Any, value: Any) -> Any:
     """Build a partial value of `tp` without validation (partial mode only)."""
     origin = typing.get_origin(tp)
@@ -176,9 +185,13 @@ def _construct(tp: Any, value: Any) -> Any:
             fields[name] = _construct(info.annotation, value[key]) if key in value else None
         return tp.model_construct(**fields)
     if origin in (typing.Union, types.UnionType):
-        for arg in args:
-            if arg is type(None):
-                continue
+        members = [a for a in args if a is not type(None)]
+        if isinstance(value, dict):  # the model that knows most of the keys written so far
+            models = [a for a in members if isinstance(a, type) and issubclass(a, BaseModel)]
+            if models:
+                best = max(models, key=lambda m: len(_keys_of(m) & value.keys()))
+                return _construct(best, value)
+        for arg in members:
             built = _construct(arg, value)
             if built is not value or not isinstance(value, (dict, list)):
                 return built
