@@ -45,12 +45,16 @@ def rank(text: str, schema: Schema, *, partial: bool) -> tuple[list[Ranked], lis
     ranked: list[Ranked] = []
     attempts: list[ParseAttempt] = []
     tried = 0
+    lists = _accepts(schema, "array")
+    structured = lists or _accepts(schema, "object") or _accepts(schema, "map")
     for cand in candidates(text, partial=partial, raw=raw):
         tried += 1
+        if cand.source == "all" and not lists:
+            continue  # several values as one list: only a list target can use that
         try:
             value, penalty = coercer.coerce(cand.node, schema)
         except Mismatch as exc:
-            if not (cand.source == "raw" and attempts and attempts[0].text == text):
+            if not (cand.source == "raw" and attempts and (structured or attempts[0].text == text)):
                 attempts.append(ParseAttempt(cand.text, _label(cand) + str(exc)))
             continue
         if value is ABSENT:
@@ -64,6 +68,12 @@ def rank(text: str, schema: Schema, *, partial: bool) -> tuple[list[Ranked], lis
         # so far rather than an error, as more text may bring it.
         ranked.append(Ranked(None, 0, raw))
     return ranked, attempts
+
+
+def _accepts(schema: Schema, kind: str) -> bool:
+    if schema.kind == "union":
+        return any(b.kind == kind for b in schema.branches)
+    return schema.kind == kind
 
 
 def _label(cand: Candidate) -> str:
