@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -87,8 +88,12 @@ class _Conn(asyncio.Protocol):
             state = self.state
             if method == "GET" and target.startswith("/stats"):
                 body = json.dumps(
-                    {"peak_in_flight": state.peak, "requests": state.requests,
-                     "in_flight": state.in_flight, "connections": state.connections}
+                    {
+                        "peak_in_flight": state.peak,
+                        "requests": state.requests,
+                        "in_flight": state.in_flight,
+                        "connections": state.connections,
+                    }
                 ).encode()
                 if "reset" in target:
                     state.peak = state.in_flight
@@ -122,17 +127,13 @@ class _Conn(asyncio.Protocol):
 async def _main(port: int, latency: float, max_seconds: float) -> None:
     loop = asyncio.get_running_loop()
     state = _State(latency)
-    server = await loop.create_server(
-        lambda: _Conn(state, loop), "127.0.0.1", port, backlog=16384
-    )
+    server = await loop.create_server(lambda: _Conn(state, loop), "127.0.0.1", port, backlog=16384)
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    try:
+    with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(stop.wait(), max_seconds)
-    except asyncio.TimeoutError:
-        pass
     server.close()
 
 

@@ -33,7 +33,15 @@ from collections import Counter
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ALL_CLIENTS = ["surge", "surge-pool", "openai", "openai+surge", "httpx", "httpx-unlimited", "aiohttp"]
+ALL_CLIENTS = [
+    "surge",
+    "surge-pool",
+    "openai",
+    "openai+surge",
+    "httpx",
+    "httpx-unlimited",
+    "aiohttp",
+]
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 
 
@@ -132,15 +140,23 @@ async def _worker(client: str, n: int, url: str, profile: bool) -> dict[str, Any
 
 
 def _get(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(url, timeout=10) as response:  # loopback only
         data: dict[str, Any] = json.loads(response.read())
         return data
 
 
 def _run_row(client: str, n: int, url: str, timeout: float, profile: bool) -> dict[str, Any]:
     _get(url + "/stats?reset=1")
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", client, "--n", str(n),
-           "--url", url]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        client,
+        "--n",
+        str(n),
+        "--url",
+        url,
+    ]
     if profile:
         cmd.append("--profile-worker")
     try:
@@ -177,9 +193,16 @@ def main() -> None:
         return
 
     server = subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "_server.py"), "--latency", str(args.latency),
-         "--max-seconds", "3600"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            os.path.join(HERE, "_server.py"),
+            "--latency",
+            str(args.latency),
+            "--max-seconds",
+            "3600",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stdout is not None
@@ -187,17 +210,23 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         ns = [int(x) for x in args.n.split(",") if x]
         clients = [c for c in args.clients.split(",") if c]
-        print(f"server latency {args.latency} s; each row a fresh client process; "
-              f"CPU = client process time during the burst", flush=True)
-        header = (f"{'client':<16} {'N':>5} {'wall/ideal':>10} {'CPU ms/call':>11} "
-                  f"{'overhead s':>10} {'peak':>5}  errors")
+        print(
+            f"server latency {args.latency} s; each row a fresh client process; "
+            f"CPU = client process time during the burst",
+            flush=True,
+        )
+        header = (
+            f"{'client':<16} {'N':>5} {'wall/ideal':>10} {'CPU ms/call':>11} "
+            f"{'overhead s':>10} {'peak':>5}  errors"
+        )
         print(header)
         print("-" * len(header), flush=True)
         for n in ns:
             for client in clients:
                 if client == "httpx" and n >= 5000 and not args.all:
-                    print(f"{client:<16} {n:>5}  skipped (takes minutes; --all runs it)",
-                          flush=True)
+                    print(
+                        f"{client:<16} {n:>5}  skipped (takes minutes; --all runs it)", flush=True
+                    )
                     continue
                 row = _run_row(client, n, url, args.row_timeout, args.profile == client)
                 if "wall" not in row:
