@@ -244,6 +244,20 @@ def test_formatted_string_target_is_validated_not_verbatim() -> None:
     assert parse('{"at": "2024-05-01T10:00:00",}', dict[str, datetime]) == {"at": want}
 
 
+class Named(BaseModel):
+    name: str = Field(validation_alias="nom")
+
+
+def test_validation_alias_and_python_name_are_both_accepted() -> None:
+    assert parse('{"nom": "a"}', Named) == Named(nom="a")
+    assert parse("{name: b}", Named) == Named(nom="b")
+
+
+def test_formatted_string_in_a_schema_dict_is_decoded() -> None:
+    assert parse('"2024-01-02"', {"type": "string", "format": "date"}) == "2024-01-02"
+    assert parse('"x"', {"type": "string"}) == '"x"'
+
+
 def test_field_aliases() -> None:
     assert parse('{"fullName": "Ada", "ville": "Paris"}', Person) == Person(
         fullName="Ada", city="Paris"

@@ -115,8 +115,10 @@ class Coercer:
             value, penalty = "", 1
         else:
             raise Mismatch(f"expected a string, got {_kind_name(node)}", path)
-        if path == "$" and self.raw is not None and node is not self.raw:
-            penalty += 3  # a top-level string target takes the raw text verbatim
+        # A top-level string target takes the raw text verbatim; a formatted one (a date,
+        # a UUID) takes the decoded value.
+        if path == "$" and self.raw is not None and (node is self.raw) == ("format" in s.raw):
+            penalty += 3
         pattern = s.raw.get("pattern")
         if isinstance(pattern, str) and not re.search(pattern, value):
             raise Mismatch(f"{value!r} does not match the pattern {pattern!r}", path)

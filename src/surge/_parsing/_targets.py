@@ -52,6 +52,7 @@ def _target(target: Any) -> _Target:
         ) from exc
     try:
         raw_schema = adapter.json_schema(mode="validation")
+        _add_field_names(raw_schema, adapter.json_schema(mode="validation", by_alias=False))
     except Exception:  # no JSON Schema (an arbitrary class, say): coerce loosely, validate
         raw_schema = {}
     entry = _Target(adapter, compile_schema(raw_schema))
@@ -62,6 +63,26 @@ def _target(target: Any) -> _Target:
     except TypeError:
         pass  # unhashable target: not cached
     return entry
+
+
+def _add_field_names(by_alias: Any, by_name: Any) -> None:
+    """Let the model use a field's Python name as well as its alias.
+
+    The two schemas pydantic generates (by alias, by name) have the same shape; where a
+    property's names differ, the Python name becomes an `x-alias` of the aliased property.
+    """
+    if isinstance(by_alias, dict) and isinstance(by_name, dict):
+        props, names = by_alias.get("properties"), by_name.get("properties")
+        if isinstance(props, dict) and isinstance(names, dict) and len(props) == len(names):
+            for (alias, prop), name in zip(props.items(), names, strict=True):
+                if alias != name and isinstance(prop, dict) and "x-alias" not in prop:
+                    prop["x-alias"] = [alias, name]
+        for key, value in by_alias.items():
+            if key in by_name:
+                _add_field_names(value, by_name[key])
+    elif isinstance(by_alias, list) and isinstance(by_name, list) and len(by_alias) == len(by_name):
+        for a, b in zip(by_alias, by_name, strict=True):
+            _add_field_names(a, b)
 
 
 def _prepare_fast(target: Any) -> Callable[[str], Any] | None:
