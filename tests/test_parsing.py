@@ -173,6 +173,13 @@ def test_single_object_target_takes_the_first_of_several() -> None:
     assert parse(text, Item) == Item(name="a", qty=1)
 
 
+def test_a_clean_candidate_beats_a_repaired_one() -> None:
+    text = 'Draft: {name: \'a\', qty: 1,} Final: {"name": "b", "qty": 2}'
+    assert parse(text, Item) == Item(name="b", qty=2)
+    # Equally clean: the first wins.
+    assert parse('{"name": "a", "qty": 1} {"name": "b", "qty": 2}', Item) == Item(name="a", qty=1)
+
+
 def test_fenced_block_that_fits_wins_over_one_that_does_not() -> None:
     text = '```json\n["x", "y"]\n```\nor rather\n```json\n{"name": "n", "qty": 4}\n```'
     assert parse(text, Item) == Item(name="n", qty=4)

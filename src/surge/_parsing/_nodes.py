@@ -8,10 +8,9 @@ parser had to make to read it. Partial (streaming) parsing depends on `complete`
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
-__all__ = ["Kind", "Node", "to_plain"]
+__all__ = ["Kind", "Node", "from_plain", "repairs", "to_plain"]
 
 Kind = Literal["object", "array", "string", "number", "bool", "null", "missing"]
 
@@ -73,11 +72,6 @@ def to_plain(node: Node) -> Any:
     return node.value
 
 
-def to_json_text(node: Node) -> str:
-    """Render a node as compact JSON text (used when a structure must become a string)."""
-    return json.dumps(to_plain(node), ensure_ascii=False)
-
-
 def from_plain(value: Any) -> Node:
     """Build a node tree from a plain JSON value (the output of `json.loads`)."""
     if isinstance(value, dict):
@@ -90,4 +84,14 @@ def from_plain(value: Any) -> Node:
         return Node("bool", value, text="true" if value else "false")
     if value is None:
         return Node("null", None, text="null")
-    return Node("number", value, text=json.dumps(value))
+    return Node("number", value, text=repr(value))
+
+
+def repairs(node: Node) -> int:
+    """How many repairs reading this value took, children included."""
+    total = node.fixes
+    if node.kind == "object":
+        total += sum(repairs(child) for _, child in node.value)
+    elif node.kind == "array":
+        total += sum(repairs(child) for child in node.value)
+    return total

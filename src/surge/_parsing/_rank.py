@@ -1,7 +1,7 @@
 """Choose the reading of a text that best fits a schema.
 
 Every candidate (see `_extract`) is coerced to the schema; the ones that fit are ranked
-by penalty (fewest repairs and coercions first; ties keep the candidate order, so the
+by score (fewest coercions and repairs first; ties keep the candidate order, so the
 first of several equally good objects wins). The ones that do not fit are kept as
 `ParseAttempt`s, so an error can say what was tried and why each failed.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from surge._errors import OutputParseError, ParseAttempt
 from surge._parsing._coerce import ABSENT, Coercer, Mismatch
 from surge._parsing._extract import Candidate, any_json, candidates, raw_candidate
-from surge._parsing._nodes import to_plain
+from surge._parsing._nodes import repairs, to_plain
 from surge._parsing._schema import Schema
 
 __all__ = ["Ranked", "fail", "rank"]
@@ -22,10 +22,13 @@ __all__ = ["Ranked", "fail", "rank"]
 
 @dataclass(frozen=True)
 class Ranked:
-    """A candidate that fits: its value (plain JSON), its penalty and where it came from."""
+    """A candidate that fits: its value (plain JSON), its score and where it came from.
+
+    The score is twice the coercion penalty plus the number of repairs made reading it.
+    """
 
     value: Any
-    penalty: int
+    score: int
     candidate: Candidate
 
 
@@ -59,10 +62,12 @@ def rank(text: str, schema: Schema, *, partial: bool) -> tuple[list[Ranked], lis
             continue
         if value is ABSENT:
             value = [] if schema.non_null().kind == "array" and not schema.nullable else None
-        ranked.append(Ranked(value, penalty + cand.penalty, cand))
-        if penalty + cand.penalty == 0:
+        # Fewer coercions and fewer repairs win; a repair costs less than a coercion.
+        score = 2 * (penalty + cand.penalty) + repairs(cand.node)
+        ranked.append(Ranked(value, score, cand))
+        if score == 0:
             break  # nothing later can beat a clean fit
-    ranked.sort(key=lambda r: r.penalty)
+    ranked.sort(key=lambda r: r.score)
     if not ranked and partial and tried == 1:
         # Streaming, and no JSON has been written yet (only prose, or nothing): no value
         # so far rather than an error, as more text may bring it.
