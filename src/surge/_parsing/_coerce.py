@@ -22,7 +22,7 @@ import re
 from typing import Any
 
 from surge._parsing._match import bool_from_text, match_choice, number_from_text
-from surge._parsing._nodes import Node, to_plain
+from surge._parsing._nodes import Node, repairs, to_plain
 from surge._parsing._repair import parse_document
 from surge._parsing._schema import Prop, Schema
 
@@ -222,11 +222,13 @@ class Coercer:
     # -- structures -------------------------------------------------------------------
 
     def _decoded(self, node: Node, opener: str) -> Node | None:
-        """A string holding JSON (an object or list encoded as a string): what it encodes."""
-        text = node.value.strip() if node.kind == "string" else ""
-        if not text.startswith(opener):
+        """A string value holding JSON (a list or object encoded as a string): what it encodes.
+
+        Not the whole text (`raw`): its JSON has been read as candidates already.
+        """
+        if node.kind != "string" or node is self.raw or not node.value.lstrip().startswith(opener):
             return None
-        found = parse_document(text)
+        found = parse_document(node.value)
         if found and found[0][0].kind == ("object" if opener == "{" else "array"):
             return found[0][0]
         return None
@@ -237,7 +239,7 @@ class Coercer:
             decoded = self._decoded(node, "[")
             if decoded is not None:
                 value, penalty = self._array(decoded, s, path)
-                return value, penalty + 1
+                return value, penalty + 1 + repairs(decoded)
         if node.kind == "array":
             out, total = [], 0
             for i, child in enumerate(node.value):
@@ -251,14 +253,16 @@ class Coercer:
         if node.kind == "null":
             raise Mismatch(f"expected {s.describe()}, got null", path)
         value, penalty = self.coerce(node, items, f"{path}[0]")  # a lone value: wrap it
-        return ([], penalty) if value is ABSENT else ([value], penalty + 2)
+        # The whole text as one item is a last resort (`The answer is true` for list[bool]).
+        penalty += 6 if node is self.raw else 2
+        return ([], penalty) if value is ABSENT else ([value], penalty)
 
     def _map(self, node: Node, s: Schema, path: str) -> tuple[Any, int]:
         if node.kind == "string":
             decoded = self._decoded(node, "{")
             if decoded is not None:
                 value, penalty = self._map(decoded, s, path)
-                return value, penalty + 1
+                return value, penalty + 1 + repairs(decoded)
         if node.kind == "missing":
             return {}, 1
         if node.kind != "object":
@@ -281,7 +285,7 @@ class Coercer:
             decoded = self._decoded(node, "{")
             if decoded is None:
                 raise Mismatch(f"expected {s.describe()} (an object), got {_kind_name(node)}", path)
-            node, extra_penalty = decoded, 1
+            node, extra_penalty = decoded, 1 + repairs(decoded)
         elif node.kind == "missing":
             node, extra_penalty = Node("object", []), 1
         elif node.kind in ("number", "bool") and len(s.props) == 1:

@@ -32,6 +32,8 @@ class Cursor:
         n: Its length.
         i: The current index.
         stack: The open containers, outermost first: "object", "array" or "tuple".
+        repairs: How many repairs reading has needed so far (comments, unquoted keys,
+            single quotes, missing or extra commas, ...).
     """
 
     def __init__(self, text: str) -> None:
@@ -39,6 +41,7 @@ class Cursor:
         self.n = len(text)
         self.i = 0
         self.stack: list[str] = []
+        self.repairs = 0
 
     def _skip_ws(self, j: int) -> int:
         t, n = self.t, self.n
@@ -46,13 +49,18 @@ class Cursor:
             j += 1
         return j
 
-    def _skip(self, j: int, *, hash_comments: bool = True) -> int:
-        """Skip whitespace and comments from `j`; return the next significant index."""
+    def _skip(self, j: int, *, hash_comments: bool = True, count: bool = False) -> int:
+        """Skip whitespace and comments from `j`; return the next significant index.
+
+        `count`: a skipped comment counts as a repair (when reading, not looking ahead).
+        """
         t, n = self.t, self.n
         while True:
             j = self._skip_ws(j)
             if j >= n:
                 return j
+            if count and (t.startswith(("//", "/*"), j) or (hash_comments and t[j] == "#")):
+                self.repairs += 1
             if t.startswith("//", j):
                 end = t.find("\n", j)
                 j = n if end < 0 else end + 1

@@ -66,8 +66,10 @@ class _Parser(StringReader):
             c = t[self.i]
             if c == "{" or c == "[":
                 start = self.i
+                before = self.repairs
                 node = self._value("top")
                 if node is not None:
+                    node.fixes += self.repairs - before
                     if node.kind == "object" and node.complete:
                         self._premature_close(node)
                     out.append((node, start, self.i))
@@ -113,44 +115,60 @@ class _Parser(StringReader):
         self.stack.pop()
         return node
 
-    def _members(self, pairs: list[tuple[str, Node]], *, implicit: bool) -> bool:
+    def _members(
+        self, pairs: list[tuple[str, Node]], *, implicit: bool, after_member: bool = False
+    ) -> bool:
         """Read `key: value` members into `pairs`; return whether the object was closed.
 
         `implicit` objects (pairs written straight inside `[...]`) end at `]`, unconsumed.
+        `after_member`: a member was just read, so a comma is due.
         """
         t = self.t
+        need_comma = after_member
         while True:
-            self.i = self._skip(self.i)
+            self.i = self._skip(self.i, count=True)
             if self.i >= self.n:
+                self.repairs += 1  # truncated
                 return False
             c = t[self.i]
             if c == "}":
+                self.repairs += not need_comma and bool(pairs)  # a trailing comma
                 if implicit:
                     return True
                 self.i += 1
                 return True
             if c == "]" or c == ")":
+                self.repairs += 1
                 if implicit or self._enclosed_by("array") or self._enclosed_by("tuple"):
                     return True  # closed by the wrong bracket: let the list consume it
                 self.i += 1  # a stray closer
                 continue
             if c == ",":
+                self.repairs += not need_comma  # a doubled or leading comma
+                need_comma = False
                 self.i += 1
                 continue
+            self.repairs += need_comma  # a missing comma
+            need_comma = True
             key = self._key()
             if key is None:
                 continue
-            self.i = self._skip(self.i)
+            self.i = self._skip(self.i, count=True)
             if self.i >= self.n:
+                self.repairs += 1
                 return False  # truncated after a key: the key is dropped
             if t[self.i] == ":":
-                self.i = self._skip(self.i + 1)
-            elif t[self.i] in ",}]":
-                continue  # a bare word with no value (`{placeholder}`): dropped
+                self.i = self._skip(self.i + 1, count=True)
+            else:
+                self.repairs += 1  # no colon
+                if t[self.i] in ",}]":
+                    continue  # a bare word with no value (`{placeholder}`): dropped
             if self.i >= self.n:
+                self.repairs += 1
                 return False
             c = t[self.i]
             if c in ",}" or (c == "]" and (implicit or self._enclosed_by("array"))):
+                self.repairs += 1
                 pairs.append((key, Node("missing", None, text="")))
                 continue
             value = self._value("object")
@@ -169,6 +187,7 @@ class _Parser(StringReader):
         j = self.i
         while j < self.n and t[j] not in ':,{}[]\n"' and t[j] not in QUOTES:
             j += 1
+        self.repairs += 1  # an unquoted key, or garbage
         if j < self.n and t[j] == ":":
             key = t[self.i : j].strip()
             self.i = j
@@ -192,12 +211,16 @@ class _Parser(StringReader):
         items: list[Node] = []
         node = Node("array", items)
         complete = False
+        need_comma = False
         while True:
-            self.i = self._skip(self.i)
+            self.i = self._skip(self.i, count=True)
             if self.i >= self.n:
+                self.repairs += 1  # truncated
                 break
             c = t[self.i]
             if c == closer:
+                self.repairs += not need_comma and bool(items)  # a trailing comma
+                self.repairs += closer == ")"  # a Python tuple
                 self.i += 1
                 complete = True
                 break
@@ -210,8 +233,12 @@ class _Parser(StringReader):
                 node.fixes += 1
                 continue
             if c == ",":
+                self.repairs += not need_comma  # a doubled or leading comma
+                need_comma = False
                 self.i += 1
                 continue
+            self.repairs += need_comma  # a missing comma
+            need_comma = True
             item = self._value("array")
             if item is None:
                 continue
@@ -228,7 +255,7 @@ class _Parser(StringReader):
                     if value is not None:
                         pairs.append((str(item.value), value))
                 obj = Node("object", pairs, fixes=1)
-                obj.complete = self._members(pairs, implicit=True)
+                obj.complete = self._members(pairs, implicit=True, after_member=bool(pairs))
                 self.stack.pop()
                 items.append(obj)
                 continue
@@ -306,7 +333,8 @@ class _Parser(StringReader):
         if token in _LITERALS:
             value = _LITERALS[token]
             kind: Kind = "null" if value is None else "bool"
-            return Node(kind, value, text=token, complete=complete, fixes=fixes - 1)
+            fixes -= token in ("true", "false", "null")  # `True`, `None`: a Python literal
+            return Node(kind, value, text=token, complete=complete, fixes=fixes)
         if _NUMBER.fullmatch(token):
             clean = token.replace("_", "")
             num: int | float = float(clean) if any(ch in clean for ch in ".eE") else int(clean)

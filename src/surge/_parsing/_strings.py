@@ -33,19 +33,21 @@ class StringReader(Cursor):
                 end = t.find(triple, start + 3)
                 if end < 0:
                     self.i = n
-                    return Node("string", t[start + 3 :], text=t[start + 3 :], complete=False)
+                    return Node(
+                        "string", t[start + 3 :], text=t[start + 3 :], complete=False, fixes=2
+                    )
                 self.i = end + 3
-                return Node("string", t[start + 3 : end], text=t[start + 3 : end])
+                return Node("string", t[start + 3 : end], text=t[start + 3 : end], fixes=1)
         escaped_doc = t[start] == "\\"
         quote = '"' if escaped_doc else t[start]
         closers = ('\\"',) if escaped_doc else CLOSERS[quote]
         i = start + (2 if escaped_doc else 1)
         doubled = False
-        fixes = 0
+        fixes = int(quote != '"' or escaped_doc)  # single or smart quotes, an escaped document
         if not escaped_doc and i < n and t[i] in closers:
             if self._closes_here(i + 1, ctx, 0, 0):
                 self.i = i + 1
-                return Node("string", "", text="")
+                return Node("string", "", text="", fixes=fixes)
             doubled = True  # `""value""`: CSV-style doubled quotes
             i += 1
             fixes += 1
@@ -83,6 +85,7 @@ class StringReader(Cursor):
                         self.i = comma_at
                         return self._finish(buf[: comma_len - 1], ctx, fixes + 1, -1)
                 buf.append(c)  # an unescaped quote inside the string
+                fixes += 1
                 raw_tail = -1
                 i += 1
                 continue
