@@ -59,7 +59,10 @@ class Cursor:
             j = self._skip_ws(j)
             if j >= n:
                 return j
-            if count and (t.startswith(("//", "/*"), j) or (hash_comments and t[j] == "#")):
+            c = t[j]
+            if c != "/" and (c != "#" or not hash_comments):
+                return j
+            if count and (t.startswith(("//", "/*"), j) or c == "#"):
                 self.repairs += 1
             if t.startswith("//", j):
                 end = t.find("\n", j)

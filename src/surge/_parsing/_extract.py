@@ -10,6 +10,7 @@ The coercer tries them in this order and keeps the best fit.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -50,9 +51,9 @@ def _strict(text: str, partial: bool) -> Node | None:
     return node
 
 
-def _fences(text: str) -> list[tuple[str, str]]:
-    """Return `(block text, content)` for each ``` fenced block (an unclosed last one too)."""
-    out: list[tuple[str, str]] = []
+def _fences(text: str) -> list[tuple[str, str, int]]:
+    """`(block text, content, content start)` for each ``` fenced block (an unclosed last too)."""
+    out: list[tuple[str, str, int]] = []
     pos = 0
     while True:
         start = text.find("```", pos)
@@ -67,49 +68,55 @@ def _fences(text: str) -> list[tuple[str, str]]:
         end = text.find("```", k)
         content = text[k:] if end < 0 else text[k:end]
         if content.strip():
-            out.append((text[start : len(text) if end < 0 else end + 3], content))
+            out.append((text[start : len(text) if end < 0 else end + 3], content, k))
         if end < 0:
             return out
         pos = end + 3
 
 
-def _balanced(text: str) -> list[str]:
+_OPENER = re.compile(r"[{\[]")
+_STRUCTURE = re.compile(r'[{}\[\]"]|//')
+_STRING_END = re.compile(r'(?:[^"\\]|\\.)*"', re.S)
+
+
+def _balanced(text: str) -> list[tuple[str, int]]:
     """One left-to-right scan for balanced `{...}` / `[...]` spans, minding strings.
 
     A span that never closes ends the scan (its text is left to the tolerant parser).
     """
-    out: list[str] = []
+    out: list[tuple[str, int]] = []
     stack: list[str] = []
     start = 0
-    in_string = False
-    i, n = 0, len(text)
-    while i < n:
+    i = 0
+    while True:
+        m = (_STRUCTURE if stack else _OPENER).search(text, i)
+        if m is None:
+            return out
+        i = m.start()
         c = text[i]
-        if in_string:
-            if c == "\\":
-                i += 2
-                continue
-            if c == '"':
-                in_string = False
-        elif c == '"' and stack:
-            in_string = True
-        elif c in "{[":
+        if c == '"':  # a string inside a structure: jump to its end
+            closing = _STRING_END.match(text, i + 1)
+            if closing is None:
+                return out
+            i = closing.end()
+            continue
+        if c in "{[":
             if not stack:
                 start = i
             stack.append("}" if c == "{" else "]")
-        elif c in "}]" and stack:
-            if c == stack[-1]:
-                stack.pop()
-                if not stack:
-                    out.append(text[start : i + 1])
-            else:
+        elif c in "}]":
+            if c != stack[-1]:
                 return out  # mismatched: leave it to the tolerant parser
-        elif stack and text.startswith("//", i) and (text[i - 1] in " \t\n,{["):
-            end = text.find("\n", i)
-            i = n if end < 0 else end
+            stack.pop()
+            if not stack:
+                out.append((text[start : i + 1], start))
+        elif text[i - 1] in " \t\n,{[":  # a // comment inside a structure
+            line_end = text.find("\n", i)
+            if line_end < 0:
+                return out
+            i = line_end
             continue
         i += 1
-    return out
 
 
 def _read(text: str, source: str, partial: bool, allow_tuple: bool = False) -> list[Candidate]:
@@ -146,17 +153,22 @@ def candidates(text: str, *, partial: bool, raw: Candidate) -> Iterator[Candidat
                 seen.add(cand.text)
                 yield cand
 
-    for block, content in _fences(text):
+    covered = bytearray(len(text))  # characters inside a block or span already read
+    for block, content, at in _fences(text):
         read.add(content.strip())
+        covered[at : at + len(content)] = b"\x01" * len(content)
         found = _read(content, "fence", partial, True)
         yield from fresh([Candidate(c.node, c.text or block, "fence") for c in found])
     scanned: list[Candidate] = []
-    for span in _balanced(text):
+    for span, at in _balanced(text):
+        covered[at : at + len(span)] = b"\x01" * len(span)
         if span.strip() not in read:
             read.add(span.strip())
             scanned.extend(_read(span, "scan", partial))
     yield from fresh(scanned)
-    repaired = _read(text, "repair", partial) if text.strip() not in read else []
+    # The whole text, unless every bracket in it was inside something already read.
+    loose = any(not covered[m.start()] for m in _OPENER.finditer(text))
+    repaired = _read(text, "repair", partial) if loose and text.strip() not in read else []
     yield from fresh(repaired)
     for group in (repaired, scanned):
         if len(group) > 1:
@@ -179,7 +191,9 @@ def any_json(text: str, *, partial: bool) -> tuple[Node | None, list[Candidate]]
     stripped = text.lstrip()
     fenced = []
     if not stripped.startswith(("{", "[")):  # a document that starts as JSON is read whole
-        fenced = [c for _, content in _fences(text) for c in _read(content, "fence", partial, True)]
+        fenced = [
+            c for _, content, _ in _fences(text) for c in _read(content, "fence", partial, True)
+        ]
     found = fenced or _read(text, "repair", partial)
     if not found:
         return None, []
