@@ -588,3 +588,47 @@ def test_serialize_head_refuses_header_injection() -> None:
     assert head == b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
     with pytest.raises(ProtocolError, match="line break"):
         serialize_head(b"GET", b"/", [(b"X", b"a\r\nInjected: 1")])
+
+
+# ---------------------------------------------------------------------------- deadline queues
+
+
+def test_deadline_queues_fire_live_entries_in_order_and_compact() -> None:
+    from surge._deadlines import Deadlines
+
+    async def main() -> tuple[list[str], int, int]:
+        loop = asyncio.get_running_loop()
+        deadlines = Deadlines(loop)
+        fired: list[str] = []
+        done = asyncio.Event()
+
+        def note(name: str) -> None:
+            fired.append(name)
+            if len(fired) == 12:
+                done.set()
+
+        # Many cancelled entries (compacted away), one live entry behind them.
+        dead = [deadlines.add(0.05, note, f"dead{i}") for i in range(3000)]
+        deadlines.add(0.05, note, "a")
+        for entry in dead:
+            deadlines.cancel(entry)
+        assert deadlines._size < 1500  # compacted: dead entries do not pile up
+        # A shorter duration added later must still fire first.
+        deadlines.add(0.01, note, "b")
+        # More durations than queues: the rest fall back to loop timers.
+        for i in range(10):
+            deadlines.add(0.02 + i * 0.001, note, f"x{i}")
+        cancelled_fallback = deadlines.add(0.03, note, "never")
+        deadlines.cancel(cancelled_fallback)
+        await asyncio.wait_for(done.wait(), 10)
+        sizes = (deadlines._size, deadlines._dead)
+        deadlines.close()
+        return fired, *sizes
+
+    fired, size, dead = asyncio.run(main())
+    assert fired[0] == "b"
+    assert fired[-1] == "a"
+    assert sorted(fired[1:-1]) == sorted(f"x{i}" for i in range(10))
+    assert "never" not in fired
+    assert not any(name.startswith("dead") for name in fired)
+    assert (size, dead) == (0, 0)

@@ -1,8 +1,8 @@
-"""The asyncio backend: futures, `loop.call_later` timers, `asyncio.Protocol` streams.
+"""The asyncio backend: futures, deadline queues, `asyncio.Protocol` streams.
 
-Reads wait on a future with a `loop.call_later` timer (no task, no cancel scope per read);
-a stream buffers what arrives and wakes its one reader; writes go straight to the
-transport and wait only when it asks to pause.
+Reads wait on a future whose timeout is an entry in `surge._deadlines` (no task, no cancel
+scope, no heap timer per read); a stream buffers what arrives and wakes its one reader;
+writes go straight to the transport and wait only when it asks to pause.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from surge._backend import Backend, Stream, Timer, Waiter
+from surge._deadlines import Deadlines
 
 __all__ = ["AsyncioBackend"]
 
@@ -30,10 +31,10 @@ def _expire(fut: asyncio.Future[bool]) -> None:
 
 
 class _AsyncioWaiter:
-    __slots__ = ("_fut", "_loop", "value")
+    __slots__ = ("_deadlines", "_fut", "value")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadlines: Deadlines) -> None:
+        self._deadlines = deadlines
         self._fut: asyncio.Future[bool] = loop.create_future()
         self.value: Any = None
 
@@ -49,11 +50,11 @@ class _AsyncioWaiter:
         fut = self._fut
         if time_limit is None:
             return await fut
-        timer = self._loop.call_later(time_limit, _expire, fut)
+        deadline = self._deadlines.add(time_limit, _expire, fut)
         try:
             return await fut
         finally:
-            timer.cancel()
+            self._deadlines.cancel(deadline)
 
 
 def _read_timeout(fut: asyncio.Future[None]) -> None:
@@ -66,11 +67,33 @@ def _write_timeout(fut: asyncio.Future[None]) -> None:
         fut.set_exception(httpx.WriteTimeout("timed out sending the request"))
 
 
+class _ConnectTimer:
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.fired = False
+
+
+def _cancelling(task: Any) -> int:
+    return int(task.cancelling()) if _HAS_TIMEOUT else 0
+
+
+def _uncancel(task: Any) -> int:
+    return int(task.uncancel()) if _HAS_TIMEOUT else 0
+
+
+def _connect_expired(state: _ConnectTimer) -> None:
+    state.fired = True
+    state.task.cancel()
+
+
 class _AsyncioStream(asyncio.Protocol):
     """A byte stream over an asyncio transport: buffers what arrives, wakes one reader."""
 
     __slots__ = (
         "_buf",
+        "_deadlines",
         "_drain",
         "_eof",
         "_error",
@@ -83,8 +106,9 @@ class _AsyncioStream(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadlines: Deadlines) -> None:
         self._loop = loop
+        self._deadlines = deadlines
         self.transport: asyncio.Transport | None = None
         self._buf: list[bytes] = []
         self._size = 0
@@ -162,12 +186,12 @@ class _AsyncioStream(asyncio.Protocol):
                 finally:
                     self._waiter = None
             else:
-                timer = self._loop.call_later(time_limit, _read_timeout, fut)
+                deadline = self._deadlines.add(time_limit, _read_timeout, fut)
                 try:
                     await fut
                 finally:
                     self._waiter = None
-                    timer.cancel()
+                    self._deadlines.cancel(deadline)
 
     async def send(self, data: bytes, time_limit: float | None) -> None:
         transport = self.transport
@@ -178,15 +202,15 @@ class _AsyncioStream(asyncio.Protocol):
             return
         fut = self._loop.create_future()
         self._drain = fut
-        timer = (
-            None if time_limit is None else self._loop.call_later(time_limit, _write_timeout, fut)
+        deadline = (
+            None if time_limit is None else self._deadlines.add(time_limit, _write_timeout, fut)
         )
         try:
             await fut
         finally:
             self._drain = None
-            if timer is not None:
-                timer.cancel()
+            if deadline is not None:
+                self._deadlines.cancel(deadline)
         if self._eof:
             raise httpx.WriteError("connection closed by the server while sending")
 
@@ -232,19 +256,23 @@ class AsyncioBackend(Backend):
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._deadlines = Deadlines(self._loop)
         self.now = self._loop.time  # type: ignore[method-assign]
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         return self._loop.call_later(delay, callback)
 
     def waiter(self) -> Waiter:
-        return _AsyncioWaiter(self._loop)
+        return _AsyncioWaiter(self._loop, self._deadlines)
+
+    def close(self) -> None:
+        self._deadlines.close()
 
     async def connect(
         self, host: str, port: int, ssl_context: ssl.SSLContext | None, time_limit: float | None
     ) -> Stream:
         loop = self._loop
-        stream = _AsyncioStream(loop)
+        stream = _AsyncioStream(loop, self._deadlines)
         coro = loop.create_connection(
             lambda: stream,
             host,
@@ -252,23 +280,38 @@ class AsyncioBackend(Backend):
             ssl=ssl_context,
             server_hostname=host if ssl_context is not None else None,
         )
-        try:
-            if time_limit is None:
+        if time_limit is None:
+            try:
                 await coro
-            elif _HAS_TIMEOUT:
-                # A loop timer on this task; no extra task as with wait_for.
-                async with asyncio.timeout(time_limit):  # type: ignore[attr-defined,unused-ignore]
-                    await coro
-            else:  # pragma: no cover - Python 3.10
-                await asyncio.wait_for(coro, time_limit)
-        except asyncio.TimeoutError:
-            raise httpx.ConnectTimeout(
-                f"timed out connecting to {host}:{port} after {time_limit} s"
-            ) from None
+            except ssl.SSLError as exc:
+                raise httpx.ConnectError(f"TLS handshake with {host}:{port} failed: {exc}") from exc
+            except OSError as exc:
+                raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
+            return self._connected(stream, ssl_context)
+        # Like asyncio.timeout, but the timer is a deadline-queue entry, not a heap timer.
+        task = asyncio.current_task()
+        assert task is not None
+        state = _ConnectTimer(task)
+        cancelling = _cancelling(task)
+        deadline = self._deadlines.add(time_limit, _connect_expired, state)
+        try:
+            await coro
+        except asyncio.CancelledError:
+            if state.fired and _uncancel(task) <= cancelling:
+                raise httpx.ConnectTimeout(
+                    f"timed out connecting to {host}:{port} after {time_limit} s"
+                ) from None
+            raise
         except ssl.SSLError as exc:
             raise httpx.ConnectError(f"TLS handshake with {host}:{port} failed: {exc}") from exc
         except OSError as exc:
             raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
+        finally:
+            self._deadlines.cancel(deadline)
+        return self._connected(stream, ssl_context)
+
+    @staticmethod
+    def _connected(stream: _AsyncioStream, ssl_context: ssl.SSLContext | None) -> Stream:
         if ssl_context is not None and stream.transport is not None:
             ssl_object = stream.transport.get_extra_info("ssl_object")
             if ssl_object is not None:
