@@ -148,8 +148,14 @@ class LLMClient:
 
     def _prepare(self) -> None:
         settings = self._settings
-        self._headers = settings.request_headers()
-        self._endpoint_headers = {e: settings.request_headers(e) for e in self._router.endpoints}
+        # Built once per client, not per call: the URL parsed, the headers encoded.
+        self._targets = {
+            e: (
+                httpx.URL(f"{e.base_url}/chat/completions"),
+                httpx.Headers(settings.request_headers(e)),
+            )
+            for e in self._router.endpoints
+        }
         self._timeout = self._read_timeout(settings.timeout)
 
     def _read_timeout(self, read: float | None) -> httpx.Timeout | None:
@@ -362,7 +368,8 @@ class LLMClient:
         endpoint: Endpoint,
     ) -> ChatResponse:
         """One attempt of a chat call: its endpoint's rate limit, then one request."""
-        url = state.url = f"{endpoint.base_url}/chat/completions"
+        url, headers = self._targets[endpoint]
+        state.url = str(url)
         if "model" not in body and (endpoint.model or self._settings.model):
             body = {**body, "model": endpoint.model or self._settings.model}
         state.phase = f"waiting for the rate limit (attempt {number})"
@@ -376,20 +383,21 @@ class LLMClient:
                     url,
                     body,
                     timeout=self._timeout if timeout is None else self._read_timeout(timeout),
-                    headers=self._endpoint_headers.get(endpoint, self._headers),
+                    headers=headers,
                     secret=self._settings.key_for(endpoint),
                 )
             except APIStatusError as exc:
                 turn.headers = exc.headers
                 raise
-            turn.headers = response.headers
-            chat = decode_chat(response.content, status_code=response.status_code, url=url)
+            # One pass into a plain dict: httpx.Headers scans every header per lookup.
+            response_headers = turn.headers = dict(response.headers)
+            chat = decode_chat(response.content, status_code=response.status_code, url=state.url)
             turn.used = chat.usage.total_tokens if chat.usage is not None else None
         timings = response.extensions.get(TIMINGS_EXTENSION)
         if not isinstance(timings, Timings):  # a user-supplied client without surge's pool
             timings = Timings(total=time.perf_counter() - started)
         chat._timings = timings
-        chat._request_id = request_id(response.headers)
+        chat._request_id = request_id(response_headers)
         return chat
 
     @overload

@@ -16,11 +16,10 @@ backed by Redis) can implement the same two methods.
 from __future__ import annotations
 
 import abc
-import contextlib
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -67,6 +66,20 @@ class Limiter(abc.ABC):
             used: The tokens the server says it used (`usage.total_tokens`), when known.
             headers: The response headers, when a response arrived (error or not).
         """
+
+    def release_nowait(
+        self, cost: int, *, used: int | None = None, headers: Mapping[str, str] | None = None
+    ) -> bool:
+        """Release at once if this limiter can do so without awaiting anything.
+
+        In-process limiters override this so that the common path of every call costs no
+        cancel scope and no coroutine; a limiter that must talk to a server (Redis, say)
+        keeps the default and is released through `release`.
+
+        Returns:
+            True when released; False when `release` must be awaited instead.
+        """
+        return False
 
 
 class _Waiter:
@@ -131,6 +144,13 @@ class ConcurrencyLimiter(Limiter):
     ) -> None:
         """Give a place back (to the oldest waiter, if any)."""
         self._release_one()
+
+    def release_nowait(
+        self, cost: int = 1, *, used: int | None = None, headers: Mapping[str, str] | None = None
+    ) -> bool:
+        """Give a place back at once; always possible in process."""
+        self._release_one()
+        return True
 
     def _release_one(self) -> None:
         if self._waiters:
@@ -302,6 +322,13 @@ class RateLimiter(Limiter):
         """Correct the token count by `used` and read the server's rate-limit headers."""
         self.settle(cost, used=used, headers=headers)
 
+    def release_nowait(
+        self, cost: int, *, used: int | None = None, headers: Mapping[str, str] | None = None
+    ) -> bool:
+        """Settle at once; always possible in process."""
+        self.settle(cost, used=used, headers=headers)
+        return True
+
     def settle(
         self, cost: int, *, used: int | None = None, headers: Mapping[str, str] | None = None
     ) -> None:
@@ -388,22 +415,14 @@ class ClientLimits:
             limiter = self._rate[base_url] = RateLimiter(self.rate_limit)
         return limiter
 
-    @contextlib.asynccontextmanager
-    async def turn(self, base_url: str, cost: int) -> AsyncIterator[Turn]:
+    def turn(self, base_url: str, cost: int) -> _TurnContext:
         """Wait for a request's turn under the endpoint's rate limiter; settle it after.
 
-        Fill in the yielded `Turn`'s `used` and `headers` inside the block; the limiter
-        learns them on the way out, whether the request succeeded, failed or was
-        cancelled.
+        Use as `async with limits.turn(url, cost) as turn:`. Fill in the yielded `Turn`'s
+        `used` and `headers` inside the block; the limiter learns them on the way out,
+        whether the request succeeded, failed or was cancelled.
         """
-        limiter = self.rate_for(base_url)
-        started = time.monotonic()
-        await limiter.acquire(cost)
-        turn = Turn(time.monotonic() - started)
-        try:
-            yield turn
-        finally:
-            await release_shielded(limiter, cost, used=turn.used, headers=turn.headers)
+        return _TurnContext(self.rate_for(base_url), cost)
 
     def derive(self, changes: Mapping[str, Any]) -> ClientLimits:
         """Return limits with some parts replaced; the parts not named stay shared.
@@ -422,6 +441,27 @@ class ClientLimits:
         return clone
 
 
+class _TurnContext:
+    """`ClientLimits.turn` as a plain class: it runs on every call, twice per retry."""
+
+    __slots__ = ("cost", "limiter", "turn")
+
+    def __init__(self, limiter: RateLimiter, cost: int) -> None:
+        self.limiter = limiter
+        self.cost = cost
+        self.turn = Turn(0.0)
+
+    async def __aenter__(self) -> Turn:
+        started = time.monotonic()
+        await self.limiter.acquire(self.cost)
+        self.turn.waited = time.monotonic() - started
+        return self.turn
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        turn = self.turn
+        await release_shielded(self.limiter, self.cost, used=turn.used, headers=turn.headers)
+
+
 async def release_shielded(
     limiter: Limiter,
     cost: int,
@@ -430,5 +470,7 @@ async def release_shielded(
     headers: Mapping[str, str] | None = None,
 ) -> None:
     """Call `limiter.release`, shielded from cancellation so a place is never lost."""
+    if limiter.release_nowait(cost, used=used, headers=headers):
+        return
     with anyio.CancelScope(shield=True):
         await limiter.release(cost, used=used, headers=headers)
