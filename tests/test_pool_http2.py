@@ -250,3 +250,24 @@ async def test_idle_h2_connection_expires_while_quiet() -> None:
             assert srv.requests == 1
             assert (await http.get(srv.url)).status_code == 200
             assert srv.connections_opened == 2
+
+
+@pytest.mark.anyio
+async def test_many_streams_answered_out_of_order_on_one_connection(h2c: H2Server) -> None:
+    # Answers arrive interleaved, so the request reading the socket keeps changing: no
+    # request may be left parked without a reader.
+    http, pool = client(max_connections=1)
+    results: list[httpx.Response] = []
+
+    async def call(i: int) -> None:
+        results.append(await http.get(f"{h2c.url}/?latency={i % 3 * 0.05}&i={i}"))
+
+    async with http:
+        for _ in range(3):
+            async with anyio.create_task_group() as tg:
+                for i in range(90):
+                    tg.start_soon(call, i)
+    assert len(results) == 270
+    assert all(r.status_code == 200 for r in results)
+    assert pool.stats().connections_opened == 1
+    assert pool.stats().in_use == 0

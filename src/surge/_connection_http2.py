@@ -152,19 +152,27 @@ class H2Connection:
     def _fail(self, error: httpx.TransportError) -> None:
         if self._error is None:
             self._error = error
-        for event in self._parked.values():
+        parked, self._parked = self._parked, {}
+        for event in parked.values():
             event.set()
 
     # ------------------------------------------------------------------ I/O
     async def _flush(self, time_limit: float | None) -> None:
         async with self._write_lock:
-            data = self._h2.data_to_send()
-            if data:
+            # Loop: frames queued by others while this send was blocked go out too, so
+            # that the reader never has to wait for the lock (see _read_once).
+            while data := self._h2.data_to_send():
                 try:
                     await self.stream.send(data, time_limit)
                 except httpx.TransportError as exc:
                     # A write that failed or stalled leaves the connection unusable.
                     self._lost(type(exc)(str(exc)))
+                    raise
+                except BaseException:
+                    # Cancelled mid-write: part of a frame may have gone out (trio), so
+                    # the framing of this connection can no longer be trusted.
+                    self._lost(httpx.WriteError("a write on this connection was cancelled"))
+                    self.close()
                     raise
 
     async def _read_once(self, time_limit: float | None) -> None:
@@ -182,7 +190,7 @@ class H2Connection:
                 queue = self._events.get(event.stream_id)
                 if queue is not None:
                     queue.append(event)
-                    parked = self._parked.get(event.stream_id)
+                    parked = self._parked.pop(event.stream_id, None)
                     if parked is not None:
                         parked.set()
             elif isinstance(event, h2.events.RemoteSettingsChanged):
@@ -192,10 +200,12 @@ class H2Connection:
                 self._last_stream_id = event.last_stream_id
                 if self.usable:
                     self.owner.connection_unusable(self)
-                for sid, event_set in self._parked.items():
-                    if event.last_stream_id is None or sid > event.last_stream_id:
-                        event_set.set()
-        await self._flush(None)
+                for sid in [sid for sid in self._parked if self._refused(sid)]:
+                    self._parked.pop(sid).set()
+        if not self._write_lock.locked():
+            # Never wait for the lock here: its holder may be blocked sending until the
+            # server reads, and the server until we read. The holder flushes what we queue.
+            await self._flush(None)
 
     def _lost(self, error: httpx.TransportError) -> None:
         self._fail(error)
@@ -203,37 +213,55 @@ class H2Connection:
             self.owner.connection_unusable(self)
 
     async def next_event(self, sid: int, time_limit: float | None) -> Any:
-        """Return the next event of stream `sid`, reading the socket if nobody else is."""
+        """Return the next event of stream `sid`, reading the socket if nobody else is.
+
+        One request at a time reads; it keeps reading (and handing each event to its
+        stream) until an event of its own arrives. Whoever leaves next_event while nobody
+        reads and requests are parked wakes one of them to take over.
+        """
         queue = self._events[sid]
-        while not queue:
-            if self._error is not None:
-                raise type(self._error)(str(self._error))
-            if self._last_stream_id is not None and sid > self._last_stream_id:
-                raise httpx.RemoteProtocolError(f"{self.url} refused the stream (GOAWAY)")
-            if not self._reading:
-                self._reading = True
-                try:
-                    await self._read_once(time_limit)
-                except httpx.TransportError as exc:
-                    if not isinstance(exc, httpx.TimeoutException):
-                        self._lost(type(exc)(str(exc)))
-                    raise
-                finally:
-                    self._reading = False
-                    for event in self._parked.values():
-                        event.set()  # one of them takes over reading
-                        break
-            else:
-                event = anyio.Event()
-                self._parked[sid] = event
-                try:
-                    with anyio.fail_after(time_limit):
-                        await event.wait()
-                except TimeoutError:
-                    raise httpx.ReadTimeout("timed out waiting for the server's response") from None
-                finally:
-                    self._parked.pop(sid, None)
-        return queue.popleft()
+        try:
+            while not queue:
+                if self._error is not None:
+                    raise type(self._error)(str(self._error))
+                if self._refused(sid):
+                    raise httpx.RemoteProtocolError(f"{self.url} refused the stream (GOAWAY)")
+                if not self._reading:
+                    self._reading = True
+                    try:
+                        while not queue and self._error is None and not self._refused(sid):
+                            await self._read_once(time_limit)
+                    except httpx.TransportError as exc:
+                        if not isinstance(exc, httpx.TimeoutException):
+                            self._lost(type(exc)(str(exc)))
+                        raise
+                    finally:
+                        self._reading = False
+                else:
+                    event = anyio.Event()
+                    self._parked[sid] = event
+                    try:
+                        with anyio.fail_after(time_limit):
+                            await event.wait()
+                    except TimeoutError:
+                        raise httpx.ReadTimeout(
+                            "timed out waiting for the server's response"
+                        ) from None
+                    finally:
+                        if self._parked.get(sid) is event:
+                            del self._parked[sid]
+            return queue.popleft()
+        finally:
+            if not self._reading and self._parked:
+                self._hand_off()
+
+    def _refused(self, sid: int) -> bool:
+        return self._last_stream_id is not None and sid > self._last_stream_id
+
+    def _hand_off(self) -> None:
+        """Wake one parked request so that it reads for everyone."""
+        sid = next(iter(self._parked))
+        self._parked.pop(sid).set()
 
     def end_stream(self, sid: int, reset: bool) -> None:
         """Forget stream `sid` and give its slot back to the pool (once)."""

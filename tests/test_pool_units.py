@@ -1,0 +1,134 @@
+"""Pure-logic units of the pool: the HTTP/1.1 parser and the asyncio deadline queues."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from surge._http11 import ProtocolError, ResponseParser, serialize_head
+
+# ---------------------------------------------------------------------------- parser (pure)
+
+
+def _parse(*pieces: bytes, head: bool = False, eof: bool = False) -> ResponseParser:
+    parser = ResponseParser()
+    parser.start(head)
+    for piece in pieces:
+        parser.feed(piece)
+    if eof:
+        parser.feed_eof()
+    return parser
+
+
+def test_parser_content_length_split_anywhere() -> None:
+    raw = b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello"
+    for cut in range(1, len(raw)):
+        parser = _parse(raw[:cut], raw[cut:])
+        assert parser.complete
+        assert (parser.status_code, parser.reason) == (201, b"Created")
+        assert parser.headers == [(b"Content-Length", b"5"), (b"X-A", b"b")]
+        assert b"".join(parser.chunks) == b"hello"
+        assert parser.keep_alive
+
+
+def test_parser_chunked_with_extensions_and_trailers() -> None:
+    raw = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: t\r\n\r\n"
+    )
+    for cut in range(1, len(raw), 3):
+        parser = _parse(raw[:cut], raw[cut:])
+        assert parser.complete
+        assert b"".join(parser.chunks) == b"hello world"
+
+
+def test_parser_interim_close_delimited_and_bodiless() -> None:
+    interim = _parse(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    assert (interim.status_code, interim.complete) == (200, True)
+    until_close = _parse(b"HTTP/1.1 200 OK\r\n\r\nabc", b"def", eof=True)
+    assert b"".join(until_close.chunks) == b"abcdef"
+    assert until_close.complete
+    assert not until_close.keep_alive
+    assert _parse(b"HTTP/1.1 204 No Content\r\n\r\n").complete
+    assert _parse(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", head=True).complete
+    closing = _parse(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+    assert not closing.keep_alive
+    assert not _parse(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").keep_alive
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        (b"HTTX/1.1 200 OK\r\n\r\n", "invalid status line"),
+        (b"HTTP/1.1 abc OK\r\n\r\n", "invalid status line"),
+        (b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n", "invalid header line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", "invalid Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "conflicting"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "invalid chunk size"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nab", "after the end"),
+    ],
+)
+def test_parser_rejects_malformed_responses(raw: bytes, match: str) -> None:
+    with pytest.raises(ProtocolError, match=match):
+        _parse(raw)
+
+
+def test_parser_eof_reports_how_far_it_got() -> None:
+    with pytest.raises(ProtocolError, match="without sending a response"):
+        _parse(eof=True)
+    with pytest.raises(ProtocolError, match="in the middle of the headers"):
+        _parse(b"HTTP/1.1 200", eof=True)
+    with pytest.raises(ProtocolError, match="before the end of the response body"):
+        _parse(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", eof=True)
+
+
+def test_serialize_head_refuses_header_injection() -> None:
+    head = serialize_head(b"GET", b"/x", [(b"Host", b"h")])
+    assert head == b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
+    with pytest.raises(ProtocolError, match="line break"):
+        serialize_head(b"GET", b"/", [(b"X", b"a\r\nInjected: 1")])
+
+
+# ---------------------------------------------------------------------------- deadline queues
+
+
+def test_deadline_queues_fire_live_entries_in_order_and_compact() -> None:
+    from surge._deadlines import Deadlines
+
+    async def main() -> tuple[list[str], int, int]:
+        loop = asyncio.get_running_loop()
+        deadlines = Deadlines(loop)
+        fired: list[str] = []
+        done = asyncio.Event()
+
+        def note(name: str) -> None:
+            fired.append(name)
+            if len(fired) == 12:
+                done.set()
+
+        # Many cancelled entries (compacted away), one live entry behind them.
+        dead = [deadlines.add(0.05, note, f"dead{i}") for i in range(3000)]
+        deadlines.add(0.05, note, "a")
+        for entry in dead:
+            deadlines.cancel(entry)
+        assert deadlines._size < 1500  # compacted: dead entries do not pile up
+        # A shorter duration added later must still fire first.
+        deadlines.add(0.01, note, "b")
+        # More durations than queues: the rest fall back to loop timers.
+        for i in range(10):
+            deadlines.add(0.02 + i * 0.001, note, f"x{i}")
+        cancelled_fallback = deadlines.add(0.03, note, "never")
+        deadlines.cancel(cancelled_fallback)
+        await asyncio.wait_for(done.wait(), 10)
+        sizes = (deadlines._size, deadlines._dead)
+        deadlines.close()
+        return fired, *sizes
+
+    fired, size, dead = asyncio.run(main())
+    assert fired[0] == "b"
+    assert fired[-1] == "a"
+    assert sorted(fired[1:-1]) == sorted(f"x{i}" for i in range(10))
+    assert "never" not in fired
+    assert not any(name.startswith("dead") for name in fired)
+    assert (size, dead) == (0, 0)
