@@ -505,3 +505,24 @@ def test_abandon_in_forked_child(server: RawServer) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     pool.abandon()
     assert server.wait_until(lambda s: s.connections_closed == 1, 10)
+
+
+@pytest.mark.anyio
+async def test_verify_accepts_a_ca_path_or_false_and_rejects_unknown_certs(
+    tmp_path: Any,
+) -> None:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    async with serving(RawServer(server_ctx)) as srv:
+        for verify in (str(ca_file), False):
+            http, _ = client(verify=verify)
+            async with http:
+                assert (await http.get(srv.url)).status_code == 200
+        http, pool = client()  # the system CAs do not know trustme's CA
+        async with http:
+            with pytest.raises(httpx.ConnectError, match=r"TLS handshake .* failed"):
+                await http.get(srv.url)
+        assert pool.stats().in_use == 0

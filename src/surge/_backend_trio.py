@@ -186,7 +186,11 @@ class TrioBackend(Backend):
             raise httpx.ConnectTimeout(
                 f"timed out connecting to {host}:{port} after {time_limit} s"
             ) from None
-        except (OSError, trio.BrokenResourceError) as exc:
+        except trio.BrokenResourceError as exc:
+            # trio wraps a failed TLS handshake; name the TLS error itself.
+            cause = exc.__cause__ or exc
+            raise httpx.ConnectError(f"TLS handshake with {host}:{port} failed: {cause}") from exc
+        except OSError as exc:
             raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
         tcp.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return _TrioStream(stream, tcp.socket, alpn)
