@@ -303,6 +303,35 @@ async def test_cancel_1000_in_flight_requests_leaks_nothing(server: RawServer, l
 
 
 @pytest.mark.anyio
+async def test_waiters_that_give_up_do_not_pile_up(server: RawServer) -> None:
+    http, pool = client(max_connections=1)
+    kept: list[httpx.Response] = []
+
+    async def keep() -> None:
+        kept.append(await http.get(server.url))
+
+    async with http, anyio.create_task_group() as outer:
+        outer.start_soon(http.get, server.url + "/?hold=1")
+        await server.wait_for(lambda s: s.in_flight == 1)
+        for _ in range(5):
+            outer.start_soon(keep)
+        async with anyio.create_task_group() as doomed:
+            for _ in range(3000):
+                doomed.start_soon(http.get, server.url)
+            while pool.stats().waiting != 3005:
+                await anyio.lowlevel.checkpoint()
+            doomed.cancel_scope.cancel()
+        assert pool.stats().waiting == 5
+        (origin,) = pool._origins.values()
+        assert len(origin.waiters) < 3000  # the dead were compacted away, not kept
+        server.release()
+    assert len(kept) == 5
+    assert pool.stats().waiting == 0
+    assert pool.stats().in_use == 0
+    assert server.requests == 6
+
+
+@pytest.mark.anyio
 async def test_half_read_stream_closed_frees_connection(server: RawServer) -> None:
     http, pool = client(max_connections=1)
     async with http:

@@ -38,6 +38,9 @@ class Waiter(Protocol):
     def wake(self, value: Any) -> bool:
         """Hand `value` to the waiting request; False if it already gave up."""
 
+    def pending(self) -> bool:
+        """True while the request still waits (not woken, not given up)."""
+
     async def wait(self, time_limit: float | None) -> bool:
         """Wait to be woken; True if woken, False on timeout. Cancellation propagates."""
 

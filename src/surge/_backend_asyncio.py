@@ -46,6 +46,9 @@ class _AsyncioWaiter:
         fut.set_result(True)
         return True
 
+    def pending(self) -> bool:
+        return not self._fut.done()
+
     async def wait(self, time_limit: float | None) -> bool:
         fut = self._fut
         if time_limit is None:

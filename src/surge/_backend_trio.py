@@ -41,6 +41,9 @@ class _TrioWaiter:
         self._event.set()
         return True
 
+    def pending(self) -> bool:
+        return not self._given_up
+
     async def wait(self, time_limit: float | None) -> bool:
         try:
             with trio.move_on_after(math.inf if time_limit is None else time_limit):

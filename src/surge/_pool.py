@@ -159,8 +159,12 @@ class _Origin:
 
     def _left_queue(self) -> None:
         self.n_waiting -= 1
+        waiters = self.waiters
         if self.n_waiting == 0:
-            self.waiters.clear()  # only dead waiters are left
+            waiters.clear()  # only dead waiters are left
+        elif len(waiters) > 1024 and len(waiters) > 3 * self.n_waiting:
+            # Many gave up behind a few that still wait: drop the dead (amortized O(1)).
+            self.waiters = deque(w for w in waiters if w.pending())
 
     def _give_back(self, value: _Conn | _Open) -> None:
         if value is _OPEN:
