@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 import types
@@ -30,12 +31,11 @@ def test_all_is_sorted_and_unique() -> None:
     assert list(surge.__all__) == sorted(set(surge.__all__))
 
 
-def test_every_public_name_has_a_docstring() -> None:
+def test_every_public_class_and_function_has_a_docstring() -> None:
     undocumented = [
         name
         for name in surge.__all__
-        if not name.startswith("__")
-        and callable(getattr(surge, name))
+        if (inspect.isclass(getattr(surge, name)) or inspect.isfunction(getattr(surge, name)))
         and not (getattr(surge, name).__doc__ or "").strip()
     ]
     assert undocumented == []

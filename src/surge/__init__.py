@@ -6,7 +6,7 @@ answer comes back typed, with timings that say whether the client or the server 
 
 from __future__ import annotations
 
-from surge._client import LLMClient
+from surge._client import LLMClient, OutputMode
 from surge._config import PoolConfig
 from surge._endpoints import Cooldown, Endpoint
 from surge._errors import (
@@ -69,6 +69,7 @@ __all__ = [
     "LLMClient",
     "Message",
     "NotFoundError",
+    "OutputMode",
     "OutputParseError",
     "PermissionDeniedError",
     "PoolConfig",
