@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 import surge
-from surge.testing import SimulatedServer
+from surge.testing import ChatRequest, SimulatedServer
 
 openai = pytest.importorskip("openai")
 
@@ -33,7 +33,15 @@ async def test_openai_sdk_runs_on_surges_pool() -> None:
 
 async def test_openai_sdk_burst_reaches_the_server_at_once() -> None:
     n = 200
-    async with SimulatedServer(latency=0.5) as server:
+    server: SimulatedServer
+
+    async def held(request: ChatRequest) -> str:
+        # No answer until all n requests are inside the server: a client that sent them
+        # in waves would never get there (and the test's time bound would fail it).
+        await server.wait_for(lambda s: s.requests >= n)
+        return "ok"
+
+    async with SimulatedServer(reply=held) as server:
         client = openai.AsyncOpenAI(
             base_url=server.url, api_key="sk-test", http_client=surge.http_client()
         )
@@ -45,11 +53,12 @@ async def test_openai_sdk_burst_reaches_the_server_at_once() -> None:
             )
             results.append(completion.choices[0].message.content)
 
-        async with anyio.create_task_group() as tg:
-            for i in range(n):
-                tg.start_soon(one, i)
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for i in range(n):
+                    tg.start_soon(one, i)
         await client.close()
-        assert len(results) == n
+        assert results == ["ok"] * n
         assert server.stats.peak_in_flight == n
 
 
