@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import httpx
 
@@ -22,6 +22,7 @@ from surge._endpoints import Cooldown, Endpoint, Router, Strategy
 from surge._errors import APIStatusError, ConfigError
 from surge._http import LoopLocalClient, post_json
 from surge._limits import ClientLimits, RateLimit, estimate_tokens
+from surge._modes import ModeMemory, OutputMode
 from surge._retry import CallState, RetryPolicy, check_deadline, resolve_policy, run_call
 from surge._settings import DEFAULT_BASE_URL, UNSET, Settings, check_timeout
 from surge._timings import TIMINGS_EXTENSION, PoolStats, Timings
@@ -33,9 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["LLMClient", "OutputMode"]
 
 T = TypeVar("T")
-
-OutputMode = Literal["json_schema", "tools", "prompt"]
-"""How `structured` asks for typed output; see docs/structured-outputs.md."""
 
 
 class LLMClient:
@@ -143,7 +141,7 @@ class LLMClient:
         self._owns_pool = True
         # Which structured-output mode each endpoint accepts, learned once per endpoint
         # and shared by every client derived with `with_options`.
-        self._modes: dict[str, str] = {}
+        self._modes = ModeMemory()
         self._prepare()
 
     def _prepare(self) -> None:

@@ -16,22 +16,19 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import pydantic
 
 from surge._errors import ConfigError, OutputParseError
+from surge._modes import Strategy
 from surge._parsing import parse
 from surge._schema_prompt import schema_instructions
 from surge._strict import StrictSchema, make_strict, prune_nulls, resolve_ref
 from surge._types import ChatResponse
 
-__all__ = ["OutputPlan", "Strategy", "plan_for"]
+__all__ = ["OutputPlan", "plan_for"]
 
-Strategy = Literal["json_schema", "json_object", "tools", "prompt"]
-"""How one request asks for structure: an `OutputMode`, or "json_object" (the fallback
-that sends `response_format={"type": "json_object", "schema": ...}` and states the schema
-in the prompt)."""
 
 _WRAP_KEY = "value"
 

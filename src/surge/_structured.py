@@ -23,15 +23,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-import anyio
-import anyio.lowlevel
 import httpx
 import pydantic
 
-from surge._client import OutputMode
 from surge._errors import (
     APIStatusError,
     ConfigError,
@@ -39,9 +36,9 @@ from surge._errors import (
     ParseAttempt,
     TransportError,
 )
+from surge._modes import MODES, Discovery, ModeMemory, OutputMode, Strategy
 from surge._output_plan import (
     OutputPlan,
-    Strategy,
     decode,
     plan_for,
     prompt_hint,
@@ -53,11 +50,10 @@ from surge._types import ChatResponse, MessageInput, Usage, dump_messages
 if TYPE_CHECKING:
     from surge._client import LLMClient
 
-__all__ = ["Strategy", "StructuredOutputError", "StructuredResult", "run_structured"]
+__all__ = ["StructuredOutputError", "StructuredResult", "run_structured"]
 
 T = TypeVar("T")
 
-_MODES: tuple[OutputMode, ...] = ("json_schema", "tools", "prompt")
 _FALLBACK: dict[Strategy, Strategy] = {"json_schema": "json_object", "json_object": "prompt"}
 _RESERVED = ("response_format", "tools", "tool_choice", "functions", "function_call")
 _REJECTION = re.compile(
@@ -128,50 +124,6 @@ class StructuredOutputError(OutputParseError):
         self.responses = responses
         self.usage = _sum_usage(responses)
         self.refusal = refusal
-
-
-# -- discovery: which strategy an endpoint accepts ------------------------------------------
-
-
-@dataclass
-class _Discovery:
-    memory: Any  # held so that id(memory) in the registry key stays this dict's
-    token: object
-    done: anyio.Event = field(default_factory=anyio.Event)
-
-
-_DISCOVERIES: dict[tuple[int, str], _Discovery] = {}
-
-
-async def _remembered_or_discover(
-    memory: dict[str, Any], key: str
-) -> tuple[Strategy, _Discovery | None]:
-    """Return the endpoint's remembered strategy, or json_schema plus a discovery to finish.
-
-    While one call of this event loop discovers an endpoint, the others wait for it.
-    """
-    while True:
-        remembered = memory.get(key)
-        if remembered in _FALLBACK or remembered in _MODES:
-            return remembered, None
-        token = anyio.lowlevel.current_token()
-        slot = (id(memory), key)
-        running = _DISCOVERIES.get(slot)
-        if running is None:
-            discovery = _Discovery(memory, token)
-            _DISCOVERIES[slot] = discovery
-            return "json_schema", discovery
-        if running.token != token:  # another event loop is discovering: do not wait
-            return "json_schema", None
-        await running.done.wait()
-
-
-def _finish(discovery: _Discovery | None, key: str) -> None:
-    if discovery is not None:
-        slot = (id(discovery.memory), key)
-        if _DISCOVERIES.get(slot) is discovery:
-            del _DISCOVERIES[slot]
-        discovery.done.set()
 
 
 def _is_rejection(exc: APIStatusError) -> bool:
@@ -274,7 +226,7 @@ async def run_structured(
     max_retries: int,
     model: str | None,
     params: dict[str, Any],
-    memory: dict[str, Any],
+    memory: ModeMemory,
 ) -> StructuredResult[Any]:
     """Ask for output of `output_type`, falling back and re-asking as needed.
 
@@ -301,8 +253,8 @@ async def run_structured(
             `mode=None`, a rejection of the structured-output request is handled by
             falling back instead.
     """
-    if mode is not None and mode not in _MODES:
-        raise ConfigError(f"mode must be one of {', '.join(_MODES)} or None; got {mode!r}")
+    if mode is not None and mode not in MODES:
+        raise ConfigError(f"mode must be one of {', '.join(MODES)} or None; got {mode!r}")
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ConfigError(f"max_retries must be an integer >= 0; got {max_retries!r}")
     reserved = [name for name in _RESERVED if name in params]
@@ -317,9 +269,9 @@ async def run_structured(
     key = f"{client.base_url} {chosen_model or ''}"
     schema_in_prompt = mode is None and not _shows_schema_to_model(client.base_url)
 
-    discovery: _Discovery | None = None
+    discovery: Discovery | None = None
     if mode is None:
-        strategy, discovery = await _remembered_or_discover(memory, key)
+        strategy, discovery = await memory.remembered_or_discover(key)
     else:
         strategy = mode
     strict = plan.strict.strict
@@ -353,8 +305,8 @@ async def run_structured(
                 strategy = _FALLBACK.get(strategy, "prompt")
                 continue
             if learn:
-                memory[key] = strategy
-            _finish(discovery, key)
+                memory.learn(key, strategy)
+            memory.finish(discovery, key)
             discovery = None
             responses.append(response)
             value, error = _read(response, plan, strategy, output_type, responses, failures)
@@ -376,7 +328,7 @@ async def run_structured(
                 retry_hint = "" if strategy == "tools" else plan.object_prompt_text
             reasks += _reask(response, plan, strategy, error, retry_hint)
     finally:
-        _finish(discovery, key)
+        memory.finish(discovery, key)
 
 
 async def _send(
