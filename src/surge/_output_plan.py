@@ -23,8 +23,9 @@ import pydantic
 from surge._errors import ConfigError, OutputParseError
 from surge._modes import Strategy
 from surge._parsing import parse
+from surge._refs import resolve_ref
 from surge._schema_prompt import schema_instructions
-from surge._strict import StrictSchema, make_strict, prune_nulls, resolve_ref
+from surge._strict import StrictSchema, make_strict, prune_nulls
 from surge._types import ChatResponse
 
 __all__ = ["OutputPlan", "plan_for"]

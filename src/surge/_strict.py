@@ -32,7 +32,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["StrictSchema", "make_strict", "prune_nulls", "resolve_ref"]
+from surge._refs import resolve_ref
+
+__all__ = ["StrictSchema", "make_strict", "prune_nulls"]
 
 # Keywords kept as they are under strict mode (beside the structural ones handled below).
 _KEPT = frozenset(
@@ -114,34 +116,6 @@ class StrictSchema:
 
 class _NotStrict(Exception):
     """Internal: the schema cannot be made strict; the message says why."""
-
-
-def resolve_ref(root: Mapping[str, Any], ref: str) -> dict[str, Any]:
-    """Resolve a local JSON pointer `$ref` ("#/$defs/Name", "#") against the root schema.
-
-    Args:
-        root: The root schema.
-        ref: The reference.
-
-    Returns:
-        The referenced schema.
-
-    Raises:
-        KeyError: The reference is not local or does not point at a schema object.
-    """
-    if ref == "#":
-        return dict(root)
-    if not ref.startswith("#/"):
-        raise KeyError(f"$ref {ref!r} is not a local reference")
-    node: Any = root
-    for raw in ref[2:].split("/"):
-        part = raw.replace("~1", "/").replace("~0", "~")
-        if not isinstance(node, Mapping) or part not in node:
-            raise KeyError(f"$ref {ref!r} does not resolve")
-        node = node[part]
-    if not isinstance(node, Mapping):
-        raise KeyError(f"$ref {ref!r} does not point at a schema object")
-    return dict(node)
 
 
 def is_nullable(schema: Mapping[str, Any], root: Mapping[str, Any]) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from surge._errors import ConfigError
+from surge._refs import lookup_ref
 
 __all__ = ["Prop", "Schema", "compile_schema"]
 
@@ -142,18 +143,12 @@ class _Compiler:
         return raw
 
     def _lookup(self, ref: str) -> dict[str, Any]:
-        if ref == "#":
-            return self.root
-        if not ref.startswith("#/"):
-            raise ConfigError(f"JSON Schema $ref {ref!r} is not a local reference")
-        node: Any = self.root
-        for part in ref[2:].split("/"):
-            part = part.replace("~1", "/").replace("~0", "~")
-            if not isinstance(node, dict) or part not in node:
-                raise ConfigError(f"JSON Schema $ref {ref!r} points to nothing")
-            node = node[part]
-        if not isinstance(node, dict):
-            raise ConfigError(f"JSON Schema $ref {ref!r} is not a schema")
+        try:
+            node = lookup_ref(self.root, ref)
+        except KeyError as exc:
+            raise ConfigError(f"JSON Schema {exc.args[0]}") from None
+        if not isinstance(node, dict):  # JSON gives dicts; another Mapping is not a schema here
+            raise ConfigError(f"JSON Schema $ref {ref!r} is not a schema object")
         return node
 
     def compile(self, raw: Any) -> Schema:
