@@ -18,10 +18,10 @@ import pytest
 import trustme
 
 import surge._pool
+from _pool_client import pool_client, timings
 from _servers import RawServer, running, serving
 from surge._config import PoolConfig
 from surge._pool import PoolTransport
-from surge._timings import TIMINGS_EXTENSION, Timings
 
 
 @pytest.fixture
@@ -31,14 +31,7 @@ def server() -> Iterator[RawServer]:
 
 
 def client(**config: Any) -> tuple[httpx.AsyncClient, PoolTransport]:
-    transport = PoolTransport(PoolConfig(**config))
-    return httpx.AsyncClient(transport=transport, timeout=20.0), transport
-
-
-def timings(response: httpx.Response) -> Timings:
-    value = response.extensions[TIMINGS_EXTENSION]
-    assert isinstance(value, Timings)
-    return value
+    return pool_client(**config)
 
 
 # ---------------------------------------------------------------------------- reuse, limits

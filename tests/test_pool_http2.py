@@ -12,10 +12,10 @@ import httpx
 import pytest
 import trustme
 
+from _pool_client import pool_client, timings
 from _servers import H2Server, RawH2Server, serving
 from surge._config import PoolConfig
 from surge._pool import PoolTransport
-from surge._timings import TIMINGS_EXTENSION, Timings
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +40,7 @@ async def h2c(anyio_backend: str) -> AsyncIterator[H2Server]:
 
 
 def client(**config: Any) -> tuple[httpx.AsyncClient, PoolTransport]:
-    transport = PoolTransport(PoolConfig(http2=True, **config))
-    return httpx.AsyncClient(transport=transport, timeout=20.0), transport
-
-
-def timings(response: httpx.Response) -> Timings:
-    value = response.extensions[TIMINGS_EXTENSION]
-    assert isinstance(value, Timings)
-    return value
+    return pool_client(http2=True, **config)
 
 
 @pytest.mark.anyio
