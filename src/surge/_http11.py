@@ -319,9 +319,4 @@ class ResponseParser:
 
     def _finish_if_empty(self) -> None:
         if self._remaining == 0:
-            self._state = _DONE
-            self.complete = True
-            if self._buf:
-                self._buf = b""
-                self.keep_alive = False
-                raise ProtocolError("received data after the end of the response")
+            self._finish()
