@@ -259,3 +259,26 @@ async def test_the_api_key_is_never_shown(caplog: pytest.LogCaptureFixture) -> N
     shown += [str(arg) for arg in info.value.args]
     assert all(SECRET not in text for text in shown)
     assert "***" in str(info.value)
+
+
+async def test_deadline_names_the_server_when_the_server_is_slow() -> None:
+    async with (
+        SimulatedServer(failures=Failure.stall()) as server,
+        LLMClient(base_url=server.url, deadline=0.3, retry=False) as client,
+    ):
+        with pytest.raises(surge.DeadlineExceeded, match="waiting for the server's answer"):
+            await client.chat("x")
+        assert client.pool_stats().in_use == 0
+
+
+async def test_deadline_names_the_pool_when_no_connection_is_free() -> None:
+    async with (
+        SimulatedServer(failures=Failure.stall(first=1)) as server,
+        LLMClient(base_url=server.url, max_connections=1, retry=False) as client,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(_ignore_errors, client.chat("holds the only connection"))
+        await server.wait_for(lambda s: s.in_flight == 1)
+        with pytest.raises(surge.DeadlineExceeded, match=r"waiting for a connection \(attempt 1\)"):
+            await client.chat("waits", deadline=0.2)
+        tg.cancel_scope.cancel()

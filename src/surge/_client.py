@@ -23,7 +23,14 @@ from surge._errors import APIStatusError, ConfigError
 from surge._http import LoopLocalClient, post_json
 from surge._limits import ClientLimits, RateLimit, estimate_tokens
 from surge._modes import ModeMemory, OutputMode
-from surge._retry import CallState, RetryPolicy, check_deadline, resolve_policy, run_call
+from surge._retry import (
+    CallState,
+    PhaseReporter,
+    RetryPolicy,
+    check_deadline,
+    resolve_policy,
+    run_call,
+)
 from surge._settings import DEFAULT_BASE_URL, UNSET, Settings, check_timeout
 from surge._timings import TIMINGS_EXTENSION, PoolStats, Timings
 from surge._types import ChatResponse, MessageInput, dump_messages
@@ -373,7 +380,12 @@ class LLMClient:
         state.phase = f"waiting for the rate limit (attempt {number})"
         async with self._limits.turn(endpoint.base_url, cost) as turn:
             state.throttled += turn.waited
-            state.phase = f"waiting for a connection or the server's answer (attempt {number})"
+            if self._http.external is None:  # surge's pool reports the phases
+                state.phase = f"waiting for a connection (attempt {number})"
+                on_phase = PhaseReporter(state, number)
+            else:
+                state.phase = f"waiting for a connection or the server's answer (attempt {number})"
+                on_phase = None
             started = time.perf_counter()
             try:
                 response = await post_json(
@@ -383,6 +395,7 @@ class LLMClient:
                     timeout=self._timeout if timeout is None else self._read_timeout(timeout),
                     headers=headers,
                     secret=self._settings.key_for(endpoint),
+                    on_phase=on_phase,
                 )
             except APIStatusError as exc:
                 turn.headers = exc.headers

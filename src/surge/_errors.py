@@ -149,8 +149,10 @@ class DeadlineExceeded(Timeout):
     """The call's total deadline (`deadline=`) ran out: retries, waits and fallbacks included.
 
     The message says which phase was running when time ran out: waiting for the
-    concurrency limit, for the rate limit, for a connection or the server's answer (with
-    the attempt number), or backing off before an attempt.
+    concurrency limit, for the rate limit, for a free connection in the pool, opening a
+    connection, waiting for the server's answer (each with the attempt number), or
+    backing off before an attempt. (With a supplied `http_client` that is not surge's
+    pool, the connection and server phases are one: "a connection or the server's answer".)
 
     Attributes:
         phase: What the call was doing when the deadline fired, in words.

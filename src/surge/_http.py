@@ -15,7 +15,7 @@ import asyncio
 import os
 import sys
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -35,7 +35,7 @@ from surge._errors import (
     WriteTimeout,
 )
 from surge._pool import PoolTransport
-from surge._timings import PoolStats
+from surge._timings import PHASE_EXTENSION, PoolStats
 
 __all__ = [
     "LoopLocalClient",
@@ -305,6 +305,7 @@ async def post_json(
     timeout: httpx.Timeout | None,
     headers: httpx.Headers,
     secret: str | None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> httpx.Response:
     """POST a JSON body on the running loop's pool; return a 2xx response, body read.
 
@@ -320,6 +321,8 @@ async def post_json(
         timeout: This request's timeouts; None for the pool's.
         headers: The request headers.
         secret: The API key, removed from error messages should the server echo it.
+        on_phase: Told by surge's pool when the request starts connecting and sending
+            (see `surge._timings.PHASE_EXTENSION`); a supplied client never calls it.
 
     Returns:
         The response, with a status below 400 and its body read.
@@ -347,7 +350,10 @@ async def post_json(
                 url,
                 content=content,
                 headers=headers,
-                extensions={"timeout": (timeout or http.timeout).as_dict()},
+                extensions={
+                    "timeout": (timeout or http.timeout).as_dict(),
+                    PHASE_EXTENSION: on_phase,
+                },
             )
             response = await pool.handle_async_request(request)
             response.request = request

@@ -28,7 +28,7 @@ from surge._config import PoolConfig
 from surge._connection import H1Connection, RetryableError
 from surge._connection_http2 import H2Connection
 from surge._pool_stats import WAIT_WARNING_THRESHOLD, WaitStats
-from surge._timings import PoolStats, Timings
+from surge._timings import PHASE_EXTENSION, PoolStats, Timings
 
 __all__ = ["PoolTransport"]
 
@@ -434,6 +434,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
             else:
                 pool_timeout, connect_timeout = config.pool, config.connect
                 read_timeout, write_timeout = config.read, config.write
+            on_phase = request.extensions.get(PHASE_EXTENSION)
             now = origin.now
             start = now()
             timings = Timings()
@@ -454,10 +455,14 @@ class PoolTransport(httpx.AsyncBaseTransport):
                     if self._closed:
                         origin.open_failed()
                         raise httpx.ConnectError("this surge pool was closed (aclose or abandon)")
+                    if on_phase is not None:
+                        on_phase("connecting")
                     conn = await origin.open(connect_timeout)
                     timings.connect = conn.connect_time
                 if conn.http2:
                     timings.http_version = "HTTP/2"
+                if on_phase is not None:
+                    on_phase("sending")
                 try:
                     return await conn.handle(request, read_timeout, write_timeout, timings, start)
                 except RetryableError as exc:

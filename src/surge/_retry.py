@@ -49,6 +49,7 @@ __all__ = [
     "NEVER_RETRIED_STATUSES",
     "Attempt",
     "CallState",
+    "PhaseReporter",
     "RetryPolicy",
     "resolve_policy",
     "run_call",
@@ -285,6 +286,25 @@ class CallState:
         )
         error.call_attempts = tuple(self.attempts)
         return error
+
+
+_PHASES = {"connecting": "opening a connection", "sending": "waiting for the server's answer"}
+
+
+class PhaseReporter:
+    """Turns the pool's phase events into the call's phase, named by `DeadlineExceeded`.
+
+    Given to surge's pool as `surge._timings.PHASE_EXTENSION` with each attempt.
+    """
+
+    __slots__ = ("number", "state")
+
+    def __init__(self, state: CallState, number: int) -> None:
+        self.state = state
+        self.number = number
+
+    def __call__(self, event: str) -> None:
+        self.state.phase = f"{_PHASES.get(event, event)} (attempt {self.number})"
 
 
 AttemptFunction = Callable[[CallState, int, Endpoint], Awaitable[T]]

@@ -11,10 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TIMINGS_EXTENSION", "PoolStats", "Timings"]
+__all__ = ["PHASE_EXTENSION", "TIMINGS_EXTENSION", "PoolStats", "Timings"]
 
 TIMINGS_EXTENSION = "surge.timings"
 """Key of the `Timings` object in `httpx.Response.extensions`."""
+
+PHASE_EXTENSION = "surge.on_phase"
+"""Key of an optional callback in `httpx.Request.extensions`: surge's pool calls it, with no
+await, as the request moves on: `"connecting"` when it opens a new connection for it, and
+`"sending"` once it has a connection and sends it (from then on the wait is the server's).
+The client uses it so that a deadline names the phase that ran out."""
 
 
 @dataclass(slots=True)
