@@ -235,6 +235,34 @@ async def test_a_cancelled_waiter_never_loses_a_place() -> None:
 
 
 @pytest.mark.anyio
+async def test_waiters_that_give_up_are_skipped_in_order() -> None:
+    limiter = ConcurrencyLimiter(1)
+    await limiter.acquire(1)
+    got: list[int] = []
+    scopes = [anyio.CancelScope() for _ in range(300)]
+
+    async def take(i: int) -> None:
+        with scopes[i]:
+            await limiter.acquire(1)
+            got.append(i)
+            await limiter.release(1)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(300):
+            tg.start_soon(take, i)
+            await anyio.wait_all_tasks_blocked()  # each is queued before the next starts
+        assert limiter.waiting == 300
+        for i in range(300):
+            if i % 3:  # two thirds give up while queued
+                scopes[i].cancel()
+        await anyio.wait_all_tasks_blocked()
+        assert limiter.waiting == 100
+        await limiter.release(1)
+    assert got == list(range(0, 300, 3))
+    assert (limiter.in_use, limiter.waiting) == (0, 0)
+
+
+@pytest.mark.anyio
 async def test_max_concurrency_bounds_what_the_server_sees_across_clones() -> None:
     release = anyio.Event()
 

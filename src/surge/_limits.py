@@ -83,11 +83,12 @@ class Limiter(abc.ABC):
 
 
 class _Waiter:
-    __slots__ = ("event", "granted")
+    __slots__ = ("event", "gone", "granted")
 
     def __init__(self) -> None:
         self.event = anyio.Event()
         self.granted = False
+        self.gone = False  # gave up before being granted: skipped when it reaches the front
 
 
 class ConcurrencyLimiter(Limiter):
@@ -95,7 +96,8 @@ class ConcurrencyLimiter(Limiter):
 
     A released place is handed straight to the oldest waiter, so a newcomer can never
     overtake the queue, and a waiter cancelled just after being handed a place passes it
-    on instead of losing it.
+    on instead of losing it. A waiter that gives up is only marked, and skipped when it
+    reaches the front, so that cancelling thousands of queued calls costs O(1) each.
 
     Args:
         limit: How many may hold a place at once (>= 1).
@@ -112,6 +114,7 @@ class ConcurrencyLimiter(Limiter):
         self.limit = limit
         self._free = limit
         self._waiters: deque[_Waiter] = deque()
+        self._waiting = 0  # live waiters in `_waiters`
 
     @property
     def in_use(self) -> int:
@@ -121,22 +124,28 @@ class ConcurrencyLimiter(Limiter):
     @property
     def waiting(self) -> int:
         """How many are queued for a place now."""
-        return len(self._waiters)
+        return self._waiting
 
     async def acquire(self, cost: int = 1) -> None:
         """Wait for a place (FIFO); `cost` is ignored."""
-        if self._free > 0 and not self._waiters:
+        if self._free > 0 and not self._waiting:
             self._free -= 1
             return
         waiter = _Waiter()
         self._waiters.append(waiter)
+        self._waiting += 1
         try:
             await waiter.event.wait()
         except BaseException:
             if waiter.granted:
                 self._release_one()
             else:
-                self._waiters.remove(waiter)
+                waiter.gone = True
+                self._waiting -= 1
+                if not self._waiting:
+                    self._waiters.clear()  # only given-up waiters are left
+                elif len(self._waiters) > 4 * self._waiting + 64:  # bound the memory
+                    self._waiters = deque(w for w in self._waiters if not w.gone)
             raise
 
     async def release(
@@ -153,12 +162,15 @@ class ConcurrencyLimiter(Limiter):
         return True
 
     def _release_one(self) -> None:
-        if self._waiters:
-            waiter = self._waiters.popleft()
-            waiter.granted = True
-            waiter.event.set()
-        else:
-            self._free += 1
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.gone:
+                self._waiting -= 1
+                waiter.granted = True
+                waiter.event.set()
+                return
+        self._free += 1
 
     def __repr__(self) -> str:
         return (
