@@ -256,6 +256,7 @@ async def test_the_api_key_is_never_shown(caplog: pytest.LogCaptureFixture) -> N
         timings = client.pool_stats()
     assert seen[0].headers["authorization"] == f"Bearer {SECRET}"
     shown = [str(info.value), repr(info.value), repr(client), repr(timings), caplog.text]
+    shown += [repr(client._settings), repr(client.endpoints), repr(client.with_options(model="m"))]
     shown += [str(arg) for arg in info.value.args]
     assert all(SECRET not in text for text in shown)
     assert "***" in str(info.value)

@@ -35,7 +35,7 @@ class Settings:
     """What a client sends with every call; `with_options` derives changed copies."""
 
     base_url: str
-    api_key: str | None
+    api_key: str | None = dataclasses.field(repr=False)  # never shown, not even in a traceback
     model: str | None
     timeout: float | None
     headers: tuple[tuple[str, str], ...]
