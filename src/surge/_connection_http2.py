@@ -48,6 +48,21 @@ _STREAM_EVENTS = (
 )
 
 
+class _GoawayStateMachine(h2.connection.H2ConnectionStateMachine):
+    """h2's connection state machine, except that receiving GOAWAY does not close it.
+
+    h2 moves to CLOSED on GOAWAY and then rejects every later frame as a protocol error,
+    including the answers to streams at or below `last_stream_id`, which the server may
+    still finish (RFC 9113, 6.8). So the state stays open; `H2Connection` itself opens no
+    stream after a GOAWAY and treats the streams above `last_stream_id` as refused.
+    """
+
+    def process_input(self, input_: h2.connection.ConnectionInputs) -> list[h2.events.Event]:
+        if input_ is h2.connection.ConnectionInputs.RECV_GOAWAY:
+            return []
+        return super().process_input(input_)
+
+
 class _Owner(Protocol):
     def now(self) -> float: ...
     def release_stream(self, conn: H2Connection) -> None: ...
@@ -83,6 +98,7 @@ class H2Connection:
         self.served = 0
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
         self._h2 = h2.connection.H2Connection(config=config)
+        self._h2.state_machine = _GoawayStateMachine()
         self._events: dict[int, deque[Any]] = {}
         self._parked: dict[int, anyio.Event] = {}
         self._reading = False
@@ -297,6 +313,8 @@ class H2Connection:
         try:
             if self._error is not None or self._closed:
                 raise httpx.RemoteProtocolError(f"{self.url} closed the HTTP/2 connection")
+            if self._last_stream_id is not None:  # GOAWAY came after this stream's slot
+                raise RetryableError(httpx.RemoteProtocolError(f"{self.url} sent GOAWAY"))
             sid = conn.get_next_available_stream_id()
             self._events[sid] = deque()
             try:
