@@ -16,6 +16,7 @@ query string:
     noreply=1   close the connection without answering
     noreply_once=K  the first request with key K: as noreply; later ones answer
     stall=1     never answer
+`SilentServer` accepts connections and never reads them (uploads stall).
 `H2Server` runs hypercorn (HTTP/2 over TLS with ALPN, or cleartext prior knowledge).
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import ssl
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -347,6 +349,15 @@ class RawH2Server(_Base):
         self._close_all()
         server.close()
 
+    def _on_request(self, conn: Any, writer: asyncio.StreamWriter, stream_id: int) -> None:
+        """Answer stream `stream_id` at once (subclasses may hold it instead)."""
+        self._answer(conn, stream_id, b'{"ok": true}')
+
+    @staticmethod
+    def _answer(conn: Any, stream_id: int, body: bytes) -> None:
+        conn.send_headers(stream_id, [(":status", "200"), ("content-length", str(len(body)))])
+        conn.send_data(stream_id, body, end_stream=True)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         import h2.config
         import h2.connection
@@ -365,12 +376,7 @@ class RawH2Server(_Base):
                 for event in conn.receive_data(data):
                     if isinstance(event, h2.events.StreamEnded):
                         self._changed(requests=1)
-                        body = b'{"ok": true}'
-                        conn.send_headers(
-                            event.stream_id,
-                            [(":status", "200"), ("content-length", str(len(body)))],
-                        )
-                        conn.send_data(event.stream_id, body, end_stream=True)
+                        self._on_request(conn, writer, event.stream_id)
                 writer.write(conn.data_to_send())
                 if writer.transport.is_closing():
                     return
@@ -380,6 +386,101 @@ class RawH2Server(_Base):
             self._conns.pop(writer, None)
             writer.transport.abort()
             self._changed(connections_closed=1)
+
+
+class GoawayH2Server(RawH2Server):
+    """A `RawH2Server` whose first connection ends with GOAWAY while streams are in flight.
+
+    On its first connection it holds requests until `streams` of them are open, then sends
+    GOAWAY with last_stream_id = the lowest of them, and only then answers that one
+    stream; the others it never processes (as GOAWAY tells the client) and it takes no new
+    stream there. It keeps that connection open for the client to close. Later
+    connections answer at once. Every answer is `{"conn": k, "stream": id}`, k counting
+    connections from 0. `refused` counts streams opened on the first connection after
+    the GOAWAY (there should be none).
+
+    Args:
+        streams: How many streams to wait for before the GOAWAY.
+    """
+
+    def __init__(self, streams: int) -> None:
+        super().__init__()
+        self.streams = streams
+        self.refused = 0
+        self._index: dict[asyncio.StreamWriter, int] = {}
+        self._held: list[int] = []
+        self._goaway_sent = False
+
+    def _on_request(self, conn: Any, writer: asyncio.StreamWriter, stream_id: int) -> None:
+        from hyperframe.frame import GoAwayFrame
+
+        index = self._index.setdefault(writer, len(self._index))
+        if index > 0:
+            self._answer(conn, stream_id, json.dumps({"conn": index, "stream": stream_id}).encode())
+            return
+        if self._goaway_sent:
+            self._changed(refused=1)
+            return
+        self._held.append(stream_id)
+        if len(self._held) < self.streams:
+            return
+        first = min(self._held)
+        # Written by hand: h2's close_connection() would forbid answering `first` after it.
+        writer.write(conn.data_to_send() + GoAwayFrame(last_stream_id=first).serialize())
+        self._goaway_sent = True
+        self._answer(conn, first, json.dumps({"conn": 0, "stream": first}).encode())
+
+
+class SilentServer(_Base):
+    """Accepts connections and never reads them, so a client's upload stalls.
+
+    Its receive buffer is small (64 KiB), so a body of a few MB fills it and then the
+    client's send buffer. `drain()` starts reading (and discarding) every connection, so
+    that the server notices when the client has closed one (`connections_closed`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._transports: list[asyncio.Transport] = []
+        self._draining = False
+
+    def drain(self) -> None:
+        def _resume() -> None:
+            self._draining = True
+            for transport in self._transports:
+                if not transport.is_closing():
+                    transport.resume_reading()
+
+        self.loop.call_soon_threadsafe(_resume)
+
+    def _protocol(self) -> asyncio.Protocol:
+        server = self
+
+        class _Silent(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                assert isinstance(transport, asyncio.Transport)
+                if not server._draining:
+                    transport.pause_reading()
+                server._transports.append(transport)
+                server._changed(connections_opened=1)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                server._changed(connections_closed=1)
+
+        return _Silent()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # inherited
+        sock.bind(("127.0.0.1", 0))
+        server = await self.loop.create_server(self._protocol, sock=sock)
+        self.port = sock.getsockname()[1]
+        self._ready.set()
+        await self._stop.wait()
+        server.close()
+        for transport in self._transports:
+            transport.abort()
 
 
 @contextlib.contextmanager

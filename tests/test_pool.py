@@ -19,7 +19,7 @@ import trustme
 
 import surge._pool
 from _pool_client import pool_client, timings
-from _servers import RawServer, running, serving
+from _servers import RawServer, SilentServer, running, serving
 from surge._config import PoolConfig
 from surge._pool import PoolTransport
 
@@ -182,6 +182,28 @@ async def test_read_timeout_raises_httpx_error_and_frees_the_slot(server: RawSer
         assert info.value.request.url.params["stall"] == "1"
         assert transport.stats().in_use == 0
         assert (await http.get(server.url)).status_code == 200
+
+
+@pytest.mark.anyio
+async def test_write_timeout_when_the_server_never_reads(server: RawServer) -> None:
+    # The server accepts but never reads: the 16 MB body fills its receive buffer and our
+    # send buffer, and the send stalls until the write timeout.
+    http, pool = client(max_connections=1)
+    async with serving(SilentServer()) as silent, http:
+        with pytest.raises(httpx.WriteTimeout) as info:
+            await http.post(
+                silent.url + "/up",
+                content=b"x" * (16 * 1024 * 1024),
+                timeout=httpx.Timeout(20.0, write=0.2),
+            )
+        assert info.value.request.url.path == "/up"
+        assert silent.connections_opened == 1
+        assert pool.stats().in_use == 0
+        silent.drain()  # now it reads, and sees that the pool closed the stalled connection
+        await silent.wait_for(lambda s: s.connections_closed == 1)
+        response = await http.post(server.url + "/v1/x", content=b"y" * 100_000)
+        assert response.json()["echo"] == 100_000
+        assert pool.stats().in_use == 0
 
 
 @pytest.mark.anyio

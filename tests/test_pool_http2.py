@@ -13,7 +13,7 @@ import pytest
 import trustme
 
 from _pool_client import pool_client, timings
-from _servers import H2Server, RawH2Server, serving
+from _servers import GoawayH2Server, H2Server, RawH2Server, serving
 from surge._config import PoolConfig
 from surge._pool import PoolTransport
 
@@ -264,3 +264,31 @@ async def test_many_streams_answered_out_of_order_on_one_connection(h2c: H2Serve
     assert all(r.status_code == 200 for r in results)
     assert pool.stats().connections_opened == 1
     assert pool.stats().in_use == 0
+
+
+@pytest.mark.anyio
+async def test_goaway_with_streams_in_flight_retries_the_refused_ones() -> None:
+    # The server takes four streams, then GOAWAY(last_stream_id=first) and answers only the
+    # first: that one completes on the old connection; the three it did not process are
+    # sent again on a new connection (surge retries refused streams once); the old
+    # connection gets no new stream and is closed once its last stream ended.
+    async with serving(GoawayH2Server(streams=4)) as srv:
+        http, pool = client()
+        results: list[Any] = []
+
+        async def call(i: int) -> None:
+            results.append((await http.get(f"{srv.url}/?i={i}")).json())
+
+        async with http:
+            async with anyio.create_task_group() as tg:
+                for i in range(4):
+                    tg.start_soon(call, i)
+            assert sorted(r["conn"] for r in results) == [0, 1, 1, 1]
+            assert [r["stream"] for r in results if r["conn"] == 0] == [1]
+            await srv.wait_for(lambda s: s.connections_closed == 1)  # the client closed it
+            assert srv.refused == 0
+            assert (await http.get(srv.url)).json()["conn"] == 1  # not the old connection
+            stats = pool.stats()
+            assert (stats.in_use, stats.waiting, stats.connections_opened) == (0, 0, 2)
+            assert srv.connections_opened == 2
+            assert srv.requests == 4 + 3 + 1
