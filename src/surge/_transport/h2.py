@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
@@ -40,6 +40,7 @@ _SKIP_HEADERS = frozenset(
     {b"host", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
 _WINDOW = 16 * 1024 * 1024
+_BACKGROUND_WRITE_LIMIT = 10.0  # seconds for a reset flushed in the background
 _STREAM_EVENTS = (
     h2.events.ResponseReceived,
     h2.events.DataReceived,
@@ -68,6 +69,7 @@ class _Owner(Protocol):
     def release_stream(self, conn: H2Connection) -> None: ...
     def connection_unusable(self, conn: H2Connection) -> None: ...
     def capacity_changed(self, conn: H2Connection) -> None: ...
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None: ...
 
 
 class H2Connection:
@@ -106,6 +108,7 @@ class H2Connection:
         self._last_stream_id: int | None = None
         self._write_lock = anyio.Lock()
         self._closed = False
+        self._flush_scheduled = False
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, time_limit: float | None) -> None:
@@ -174,7 +177,12 @@ class H2Connection:
 
     # ------------------------------------------------------------------ I/O
     async def _flush(self, time_limit: float | None) -> None:
-        async with self._write_lock:
+        lock = self._write_lock
+        if lock.locked():
+            await lock.acquire()
+        else:
+            lock.acquire_nowait()  # no checkpoint when free: a read may flush for nothing
+        try:
             # Loop: frames queued by others while this send was blocked go out too, so
             # that the reader never has to wait for the lock (see _read_once).
             while data := self._h2.data_to_send():
@@ -190,8 +198,14 @@ class H2Connection:
                     self._lost(httpx.WriteError("a write on this connection was cancelled"))
                     self.close()
                     raise
+        finally:
+            lock.release()
 
     async def _read_once(self, time_limit: float | None) -> None:
+        if not self._write_lock.locked():
+            # WINDOW_UPDATEs queued as the body was read must be out before we wait for
+            # more: the server may be waiting for them.
+            await self._flush(None)
         data = await self.stream.receive(time_limit)
         if not data:
             self._lost(httpx.RemoteProtocolError(f"{self.url} closed the HTTP/2 connection"))
@@ -209,6 +223,11 @@ class H2Connection:
                     parked = self._parked.pop(event.stream_id, None)
                     if parked is not None:
                         parked.set()
+                elif isinstance(event, h2.events.DataReceived) and event.flow_controlled_length:
+                    # Nobody will read it: give its bytes back to the connection window.
+                    self._h2.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id
+                    )
             elif isinstance(event, h2.events.RemoteSettingsChanged):
                 self._set_capacity()
                 self.owner.capacity_changed(self)
@@ -280,13 +299,47 @@ class H2Connection:
         self._parked.pop(sid).set()
 
     def end_stream(self, sid: int, reset: bool) -> None:
-        """Forget stream `sid` and give its slot back to the pool (once)."""
-        if self._events.pop(sid, None) is None:
+        """Forget stream `sid` and give its slot back to the pool (once).
+
+        DATA queued for it and never read is acknowledged (else the connection's window
+        would shrink for good), and with `reset` a RST_STREAM(CANCEL) goes out at once,
+        so that the server stops working for a caller who left.
+        """
+        queue = self._events.pop(sid, None)
+        if queue is None:
             return
-        if reset and not self._closed:
+        if not self._closed:
+            conn = self._h2
+            unread = sum(
+                e.flow_controlled_length or 0
+                for e in queue
+                if isinstance(e, h2.events.DataReceived)
+            )
             with contextlib.suppress(h2.exceptions.H2Error):
-                self._h2.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+                if unread:
+                    conn.acknowledge_received_data(unread, sid)
+                if reset:
+                    conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+            if reset or unread:
+                self._flush_soon()
         self.owner.release_stream(self)
+
+    def _flush_soon(self) -> None:
+        """Send what h2 has queued without waiting for the next request to do it."""
+        if self._flush_scheduled or self._write_lock.locked():
+            return  # the lock's holder sends everything queued before it lets go
+        self._flush_scheduled = True
+        try:
+            self.owner.spawn(self._background_flush)
+        except RuntimeError:  # the event loop is shutting down
+            self._flush_scheduled = False
+
+    async def _background_flush(self) -> None:
+        self._flush_scheduled = False
+        if self._closed or self._error is not None:
+            return
+        with contextlib.suppress(httpx.TransportError):
+            await self._flush(_BACKGROUND_WRITE_LIMIT)
 
     # ------------------------------------------------------------------ requests
     async def handle(

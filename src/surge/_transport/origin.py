@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Union
 
 import httpx
@@ -92,6 +93,10 @@ class Origin:
         self.in_use = 0
         self.h2_cap = _DEFAULT_STREAMS
         self._timer: Timer | None = None
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run `fn()` in a background task of the pool's event loop."""
+        self.backend.spawn(fn)
 
     # ------------------------------------------------------------------ acquire
     def try_acquire(self) -> Conn | Open | None:
