@@ -34,6 +34,15 @@ __all__ = ["PoolTransport"]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+def _replayable(request: httpx.Request) -> bool:
+    """True if the request's body can be sent again (bytes, not a stream already read)."""
+    try:
+        request.content  # noqa: B018 - raises for a streamed body
+    except httpx.RequestNotRead:
+        return False
+    return True
+
+
 class PoolTransport(httpx.AsyncBaseTransport):
     """surge's connection pool as an httpx transport.
 
@@ -132,7 +141,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
                 try:
                     return await conn.handle(request, read_timeout, write_timeout, timings, start)
                 except RetryableError as exc:
-                    if attempt:
+                    if attempt or not _replayable(request):
                         raise exc.error from None
                     start = now()
             raise AssertionError("unreachable")  # pragma: no cover
