@@ -177,7 +177,12 @@ class H1Connection:
                 raise httpx.RemoteProtocolError(str(exc)) from None
         except (httpx.TransportError, ProtocolError) as exc:
             owner.drop(self)
-            if reused and not parser.received and self._stale(exc, sent):
+            if (
+                reused
+                and not parser.received
+                and isinstance(exc, httpx.TransportError)
+                and self._stale(exc, sent)
+            ):
                 raise RetryableError(exc) from exc
             raise
         except BaseException:
