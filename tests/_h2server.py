@@ -12,22 +12,27 @@ server serves tests on asyncio and trio, and tests wait for server-side facts wi
     early=CODE  answer CODE at once when the headers arrive, without reading the body,
                 then RST_STREAM(NO_ERROR) (RFC 9113 8.1: a server may answer early)
     noack=1     never acknowledge this stream's request body (its upload stalls on the window)
+    noack=first as noack=1, on the server's first connection only
 
 Recorded facts (under `cond`): `resets` (stream ids the client reset, in order),
 `requests` (requests whose headers arrived), `finished` (streams fully answered),
 `in_flight` (streams open on the server), `sent` (body bytes sent per stream id),
-`bodies` (request body bytes received per stream id), `goaways_sent`.
+`bodies` (request body bytes received per stream id), `goaways_sent`, `settings_acked`
+(SETTINGS the client acknowledged). Controls: `set_max_streams`, `goaway`, `drop` (abort
+every connection), `pause_reading` / `resume_reading`, `reset_stream`, `release`.
 
 Args:
     ssl_context: Serve TLS with this context (its ALPN should offer h2).
     max_streams: SETTINGS_MAX_CONCURRENT_STREAMS announced.
     initial_window: SETTINGS_INITIAL_WINDOW_SIZE announced (the client's upload window).
+    connection_window: Extra bytes the server's connection window is opened by at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+import traceback
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -58,6 +63,7 @@ class _Conn:
         self.pending: dict[int, memoryview] = {}  # body left to send per stream
         self.query: dict[int, dict[str, str]] = {}
         self.held: list[int] = []
+        self.index = 0
 
     def flush(self) -> None:
         data = self.h2.data_to_send()
@@ -74,11 +80,16 @@ class ScriptedH2Server(_Base):
         *,
         max_streams: int = 100,
         initial_window: int = 65535,
+        connection_window: int = 0,
     ) -> None:
         super().__init__()
         self.ssl_context = ssl_context
         self.max_streams = max_streams
         self.initial_window = initial_window
+        self.connection_window = connection_window
+        self.settings_acked = 0
+        self._index = 0
+        self._may_read: asyncio.Event | None = None
         self.resets: list[int] = []
         self.finished = 0
         self.goaways_sent = 0
@@ -131,6 +142,22 @@ class ScriptedH2Server(_Base):
                     self.server_resets.append(sid)
                     self.cond.notify_all()
 
+    def drop(self) -> None:
+        """Abort every open connection (no GOAWAY unless sent before)."""
+
+        def _drop() -> None:
+            for conn in self._conns:
+                conn.writer.transport.abort()
+
+        self.call(_drop)
+
+    def pause_reading(self) -> None:
+        """Stop reading every connection (the client's writes back up)."""
+        self.call(lambda: self._may_read.clear())  # type: ignore[union-attr]
+
+    def resume_reading(self) -> None:
+        self.call(lambda: self._may_read.set())  # type: ignore[union-attr]
+
     def release(self) -> None:
         """Answer every held request (hold=1), now and from now on."""
 
@@ -149,6 +176,8 @@ class ScriptedH2Server(_Base):
     async def _main(self) -> None:
         self._stop = asyncio.Event()
         self._release = asyncio.Event()
+        self._may_read = asyncio.Event()
+        self._may_read.set()
         server = await asyncio.start_server(
             self._serve, "127.0.0.1", 0, backlog=4096, ssl=self.ssl_context
         )
@@ -170,12 +199,18 @@ class ScriptedH2Server(_Base):
             },
         )
         conn = _Conn(h2conn, writer)
+        conn.index = self._index
+        self._index += 1
         self._conns.append(conn)
         self._changed(connections_opened=1)
         h2conn.initiate_connection()
+        if self.connection_window:
+            h2conn.increment_flow_control_window(self.connection_window)
         conn.flush()
+        assert self._may_read is not None
         try:
             while True:
+                await self._may_read.wait()
                 data = await reader.read(65536)
                 if not data:
                     return
@@ -184,7 +219,11 @@ class ScriptedH2Server(_Base):
                 except h2.exceptions.ProtocolError:
                     return
                 for event in events:
-                    self._on_event(conn, event)
+                    try:
+                        self._on_event(conn, event)
+                    except Exception:  # a bug in this server: show it, drop the connection
+                        traceback.print_exc()
+                        raise
                 conn.flush()
         except (ConnectionError, asyncio.CancelledError):
             return
@@ -214,8 +253,9 @@ class ScriptedH2Server(_Base):
                 self.cond.notify_all()
             query = conn.query.get(sid, {})
             if event.flow_controlled_length:
-                if query.get("noack"):
-                    h2conn.acknowledge_received_data(event.flow_controlled_length, 0)
+                noack = query.get("noack")
+                if noack == "1" or (noack == "first" and conn.index == 0):
+                    h2conn.increment_flow_control_window(event.flow_controlled_length)
                 else:
                     h2conn.acknowledge_received_data(event.flow_controlled_length, sid)
         elif isinstance(event, h2.events.StreamEnded):
@@ -230,6 +270,8 @@ class ScriptedH2Server(_Base):
                 if was_open:
                     self.in_flight -= 1
                 self.cond.notify_all()
+        elif isinstance(event, h2.events.SettingsAcknowledged):
+            self._changed(settings_acked=1)
         elif isinstance(event, h2.events.WindowUpdated):
             for sid in list(conn.pending):
                 self._send_pending(conn, sid)
@@ -261,9 +303,13 @@ class ScriptedH2Server(_Base):
             return
         else:
             body = b'{"ok": true, "stream": %d, "echo": %d}' % (sid, self.bodies.get(sid, 0))
-        conn.h2.send_headers(
-            sid, [(":status", "200"), ("content-length", str(len(body)))], end_stream=not body
-        )
+        try:
+            conn.h2.send_headers(
+                sid, [(":status", "200"), ("content-length", str(len(body)))], end_stream=not body
+            )
+        except h2.exceptions.StreamClosedError:  # reset by the client in the same read
+            conn.query.pop(sid, None)
+            return
         self.sent[sid] = 0
         if body:
             conn.pending[sid] = memoryview(body)

@@ -92,7 +92,13 @@ def _connect_expired(state: _ConnectTimer) -> None:
 
 
 class _AsyncioStream(asyncio.Protocol):
-    """A byte stream over an asyncio transport: buffers what arrives, wakes one reader."""
+    """A byte stream over an asyncio transport: buffers what arrives, wakes one reader.
+
+    `atomic_writes`: a send hands all its bytes to the transport before it can wait, so a
+    cancelled send never leaves part of its data unsent.
+    """
+
+    atomic_writes = True
 
     __slots__ = (
         "_buf",

@@ -25,7 +25,6 @@ from surge._config import PoolConfig
 from surge._timings import PHASE_EXTENSION, PoolStats, Timings
 from surge._transport.backend import Backend, get_backend, make_ssl_context
 from surge._transport.h1 import RetryableError
-from surge._transport.h2 import H2Connection
 from surge._transport.origin import Open, Origin
 from surge._transport.stats import WAIT_WARNING_THRESHOLD, WaitStats
 
@@ -122,7 +121,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
                 self._stats.record(waited)
                 if waited > WAIT_WARNING_THRESHOLD:
                     self._stats.slow_wait(
-                        waited, acquired, origin.n_waiting, origin.url, origin.max_conn
+                        waited, acquired, origin.n_waiting, origin.url, origin.wait_reason()
                     )
                 if attempt == 0:
                     timings.queued = waited
@@ -183,7 +182,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
             in_use += origin.in_use
             waiting += origin.n_waiting
             idle += len(origin.idle)
-            idle += sum(1 for c in origin.conns if isinstance(c, H2Connection) and c.streams == 0)
+            idle += len(origin.h2_idle)
         stats = self._stats
         p50, p90, p99 = stats.percentiles()
         return PoolStats(
