@@ -459,8 +459,10 @@ class H2Connection:
                     or (
                         reused
                         and self._last_stream_id is None
-                        and sent >= 0
-                        and self.owner.now() - sent <= STALE_RACE_SECONDS
+                        and (
+                            isinstance(exc, httpx.WriteError)
+                            or (sent >= 0 and self.owner.now() - sent <= STALE_RACE_SECONDS)
+                        )
                     )
                 )
             ):
