@@ -41,9 +41,11 @@ class TooManyOpenFiles(httpx.ConnectError):
 
 def connect_error(host: str, port: int, exc: OSError) -> httpx.ConnectError:
     """Return the ConnectError for an OSError from connect; EMFILE gets its own type."""
-    errno = getattr(exc, "errno", None)
-    if errno in (_errno.EMFILE, _errno.ENFILE) or "Too many open files" in str(exc):
-        return TooManyOpenFiles(f"could not connect to {host}:{port}: {exc}")
+    # trio reports "all attempts to connect failed", the causes in an exception group.
+    cause = exc.__cause__
+    causes = [exc, *getattr(cause, "exceptions", [cause] if cause is not None else [])]
+    if any(getattr(e, "errno", None) in (_errno.EMFILE, _errno.ENFILE) for e in causes):
+        return TooManyOpenFiles(f"could not connect to {host}:{port}: {exc} (too many open files)")
     return httpx.ConnectError(f"could not connect to {host}:{port}: {exc}")
 
 

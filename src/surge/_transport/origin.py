@@ -237,9 +237,9 @@ class Origin:
         except TooManyOpenFiles as exc:
             self.active -= 1
             self.opening -= 1
-            if self.active - self.opening <= 0:
+            if self.active <= 0:
                 self._open_for_waiters()
-                raise  # nothing open that could free up
+                raise  # nothing open or opening that could free up
             self._out_of_files(exc)
             return None
         except httpx.TransportError as exc:

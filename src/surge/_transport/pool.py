@@ -199,6 +199,12 @@ class PoolTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         """Close every connection; later requests raise `httpx.ConnectError`."""
+        backend = self._backend
+        if backend is not None and (
+            self._fork_generation != _fork_generation[0] or not backend.is_current()
+        ):
+            self.abandon()  # its connections belong to a loop (or process) that is gone
+            return
         self._close_sync()
 
     def _close_sync(self) -> None:
