@@ -438,11 +438,12 @@ class H2Connection:
                 else:
                     conn.end_stream(sid)
                 await self._flush(write_timeout)
-            elif body:
-                await self._send_data(sid, body, write_timeout, end=True)
-                await self._flush(write_timeout)
             else:
-                await self._flush(write_timeout)
+                if body:
+                    await self._send_data(sid, body, write_timeout, end=True)
+                # Sent by one background write for every request queued in this turn of
+                # the loop: a burst of N requests costs a few writes, not N.
+                self._flush_soon()
             sent = self.owner.now()
             while True:
                 event = await self.next_event(sid, read_timeout)
