@@ -1,0 +1,161 @@
+"""Interoperability with a server surge did not write: llama.cpp's `llama-server`.
+
+The tier of docs/testing.md, "Testing against a real server": tests/_llama.py starts the
+server with the tiny random-weight model of tests/_tiny_model.py. Its vocabulary is the 256
+bytes (one token each) plus BOS/EOS/unk and its chat template is llama.cpp's ChatML
+fallback, so token counts are exact: a prompt costs its template's UTF-8 bytes plus BOS.
+The model talks nonsense (random bytes, invalid UTF-8 shown as U+FFFD); every assertion
+is about the protocol, never about what the model says.
+"""
+
+from __future__ import annotations
+
+import anyio
+import httpx
+import pytest
+
+import surge
+from _llama import LlamaServer, LlamaServerFactory
+
+pytestmark = [pytest.mark.anyio, pytest.mark.realserver]
+
+
+def chatml_tokens(*user_messages: str) -> int:
+    """Prompt tokens of a conversation of user messages: ChatML's bytes plus BOS."""
+    prompt = "".join(f"<|im_start|>user\n{m}<|im_end|>\n" for m in user_messages)
+    return len((prompt + "<|im_start|>assistant\n").encode()) + 1
+
+
+def raw_chat(server: LlamaServer, body: dict[str, object]) -> httpx.Response:
+    with httpx.Client(timeout=30) as http:
+        return http.post(f"{server.url}/chat/completions", json=body)
+
+
+# -- chat --------------------------------------------------------------------------------
+
+
+async def test_chat_text_usage_and_length_at_max_tokens(llama_server: LlamaServerFactory) -> None:
+    server = llama_server(parallel=1, ctx=1024)
+    async with surge.LLMClient(base_url=server.url) as client:
+        response = await client.chat(
+            "Hello there", max_tokens=12, ignore_eos=True, temperature=0, seed=7
+        )
+        again = await client.chat("Hello there", max_tokens=12, ignore_eos=True, temperature=0)
+
+    assert response.finish_reason == "length"
+    assert response.usage is not None
+    assert response.usage.completion_tokens == 12
+    assert response.usage.prompt_tokens == chatml_tokens("Hello there") == 62
+    assert response.usage.total_tokens == 74
+    # The text is what the server sent, byte for byte (nonsense: random weights).
+    assert response.text == response.raw["choices"][0]["message"]["content"]
+    assert response.text == again.text  # greedy decoding is deterministic
+    assert response.message.role == "assistant"
+    assert response.tool_calls == []
+    # llama.cpp's non-standard extras stay in .raw and as attributes.
+    timings = response.raw["timings"]
+    assert timings["predicted_n"] == 12
+    assert timings["prompt_n"] + timings["cache_n"] == 62
+    assert set(timings) >= {"prompt_ms", "predicted_ms", "predicted_per_second"}
+    assert response.model_extra is not None
+    assert response.model_extra["timings"] == timings
+    assert response.raw["system_fingerprint"].startswith("b")
+    # surge's own timings are a different object, untouched by the server's.
+    assert isinstance(response.timings, surge.Timings)
+    assert response.timings.http_version == "HTTP/1.1"
+    assert again.timings.reused is True
+
+
+async def test_max_tokens_beyond_the_slot_stops_at_the_context(
+    llama_server: LlamaServerFactory,
+) -> None:
+    server = llama_server(parallel=2, ctx=512)  # 256 tokens a slot
+    async with surge.LLMClient(base_url=server.url) as client:
+        response = await client.chat("hi", max_tokens=1000, ignore_eos=True)
+    assert response.finish_reason == "length"
+    assert response.usage is not None
+    prompt = chatml_tokens("hi")
+    assert response.usage.prompt_tokens == prompt
+    # The slot holds 256 tokens; generation stops when it is full.
+    assert response.usage.completion_tokens == server.slot_context - prompt
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+async def test_prompt_over_the_context_is_a_bad_request_with_the_servers_message(
+    llama_server: LlamaServerFactory,
+) -> None:
+    server = llama_server(parallel=2, ctx=2048)  # 1,024 tokens a slot
+    prompt = "x" * 1100
+    async with surge.LLMClient(base_url=server.url) as client:
+        with pytest.raises(surge.BadRequestError) as caught:
+            await client.chat(prompt, max_tokens=4)
+    error = caught.value
+    tokens = chatml_tokens(prompt)
+    assert error.status_code == 400
+    expected = (
+        f"request ({tokens} tokens) exceeds the available context size (1024 tokens), "
+        "try increasing it"
+    )
+    assert expected in str(error)
+    assert error.body["error"]["type"] == "exceed_context_size_error"
+    assert error.body["error"]["n_prompt_tokens"] == tokens
+    assert error.body["error"]["n_ctx"] == 1024
+    assert len(error.call_attempts) == 1  # a 400 is never retried
+
+
+async def test_unknown_route_is_not_found(llama_server: LlamaServerFactory) -> None:
+    server = llama_server(parallel=1, ctx=1024)
+    async with surge.LLMClient(base_url=f"{server.root}/nowhere") as client:
+        with pytest.raises(surge.NotFoundError) as caught:
+            await client.chat("hi", max_tokens=2)
+    assert caught.value.status_code == 404
+    assert caught.value.body == {
+        "error": {"message": "File Not Found", "type": "not_found_error", "code": 404}
+    }
+    assert "File Not Found" in str(caught.value)
+    assert len(caught.value.call_attempts) == 1
+
+
+async def test_server_killed_mid_call_is_a_transport_error(
+    llama_server: LlamaServerFactory,
+) -> None:
+    server = llama_server(parallel=1, ctx=2048)
+
+    async def kill_when_busy() -> None:
+        # /slots says when the call is being generated: then kill the server.
+        async with httpx.AsyncClient() as http:
+            with anyio.fail_after(10):
+                while True:
+                    slots = (await http.get(f"{server.root}/slots")).json()
+                    if any(s["is_processing"] for s in slots):
+                        break
+                    await anyio.sleep(0.005)  # a poll interval, bounded above
+        server.kill()
+
+    async with (
+        surge.LLMClient(base_url=server.url, retry=False) as client,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(kill_when_busy)
+        with pytest.raises(surge.TransportError) as caught:
+            # 2,000 tokens at ~0.2 ms each: generating for far longer than the poll.
+            await client.chat("hi", max_tokens=2000, ignore_eos=True)
+    assert type(caught.value) is surge.RemoteProtocolError
+    assert str(caught.value) == (
+        f"POST {server.url}/chat/completions: "
+        "server closed the connection without sending a response"
+    )
+    assert server.process.returncode == -9
+
+
+async def test_killed_server_is_retried_then_reported(llama_server: LlamaServerFactory) -> None:
+    server = llama_server(parallel=1, ctx=1024)
+    server.kill()
+    policy = surge.RetryPolicy(max_attempts=2, backoff=0.01, jitter=False)
+    async with surge.LLMClient(base_url=server.url, retry=policy) as client:
+        with pytest.raises(surge.ConnectError) as caught:
+            await client.chat("hi", max_tokens=2)
+    assert len(caught.value.call_attempts) == 2
+    assert f"127.0.0.1:{server.port}" in str(caught.value)
