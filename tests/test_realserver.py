@@ -10,6 +10,9 @@ is about the protocol, never about what the model says.
 
 from __future__ import annotations
 
+import itertools
+import logging
+
 import anyio
 import httpx
 import pytest
@@ -159,3 +162,79 @@ async def test_killed_server_is_retried_then_reported(llama_server: LlamaServerF
             await client.chat("hi", max_tokens=2)
     assert len(caught.value.call_attempts) == 2
     assert f"127.0.0.1:{server.port}" in str(caught.value)
+
+
+# -- the seed scenario: 20 calls, 6 slots ------------------------------------------------
+
+
+async def twenty_calls(client: surge.LLMClient, max_tokens: int) -> list[surge.ChatResponse]:
+    responses: list[surge.ChatResponse] = []
+
+    async def one() -> None:
+        responses.append(await client.chat("hi", max_tokens=max_tokens, ignore_eos=True))
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(one)
+    return responses
+
+
+def waves(responses: list[surge.ChatResponse]) -> list[int]:
+    """Sizes of the groups of calls answered together, in order of first byte.
+
+    A new wave starts where the next first byte comes later than half a generation after
+    the previous one: a wave ends when its slots finish generating (`predicted_ms`, the
+    server's own figure), the calls inside it answer within milliseconds of each other.
+    """
+    ordered = sorted(responses, key=lambda r: r.timings.ttfb)
+    gap = min(r.raw["timings"]["predicted_ms"] for r in responses) / 1000 / 2
+    sizes = [1]
+    for before, after in itertools.pairwise(ordered):
+        if after.timings.ttfb - before.timings.ttfb > gap:
+            sizes.append(1)
+        else:
+            sizes[-1] += 1
+    return sizes
+
+
+async def test_twenty_calls_on_six_slots_wait_in_the_server_not_the_client(
+    llama_server: LlamaServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = llama_server(parallel=6, ctx=6144)
+    with caplog.at_level(logging.WARNING, logger="surge"):
+        async with surge.LLMClient(base_url=server.url) as client:
+            responses = await twenty_calls(client, max_tokens=300)
+            stats = client.pool_stats()
+    assert len(responses) == 20
+    assert all(r.usage is not None and r.usage.completion_tokens == 300 for r in responses)
+    # No call waited in the client: every one was sent at once, on its own connection.
+    assert max(r.timings.queued for r in responses) < 0.005
+    assert stats.connections_opened == 20
+    # The server's six slots answer in waves: 6, 6, 6, then the last 2.
+    assert waves(responses) == [6, 6, 6, 2]
+    assert [r for r in caplog.records if r.name == "surge"] == []
+
+
+async def test_one_connection_queues_in_the_client_and_warns_once(
+    llama_server: LlamaServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = llama_server(parallel=6, ctx=6144)
+    with caplog.at_level(logging.WARNING, logger="surge"):
+        async with surge.LLMClient(base_url=server.url, max_connections=1) as client:
+            responses = await twenty_calls(client, max_tokens=300)
+            stats = client.pool_stats()
+    assert stats.connections_opened == 1
+    ordered = sorted(responses, key=lambda r: r.timings.queued)
+    assert ordered[0].timings.queued < 0.005
+    # Each call waited for the one before it to be answered: queued grows call by call...
+    for before, after in itertools.pairwise(ordered):
+        assert after.timings.queued >= before.timings.queued + 0.9 * before.timings.ttfb
+    # ...while the server, never asked for two at once, answers each as fast as the first.
+    assert waves(responses) == [20]
+    warnings_ = [r for r in caplog.records if r.name == "surge"]
+    assert len(warnings_) == 1
+    assert warnings_[0].levelno == logging.WARNING
+    message = warnings_[0].getMessage()
+    assert f"for a free connection to {server.root}" in message
+    assert "All max_connections=1 connections to that origin were busy" in message
