@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import itertools
 import logging
+from typing import Literal
 
 import anyio
 import httpx
+import pydantic
 import pytest
 
 import surge
 from _llama import LlamaServer, LlamaServerFactory
+from surge._structured.plan import plan_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.realserver]
 
@@ -238,3 +241,123 @@ async def test_one_connection_queues_in_the_client_and_warns_once(
     message = warnings_[0].getMessage()
     assert f"for a free connection to {server.root}" in message
     assert "All max_connections=1 connections to that origin were busy" in message
+
+
+# -- structured outputs ------------------------------------------------------------------
+#
+# With a grammar (json_schema, json_object) the server makes even this model write JSON
+# that fits the schema; string contents are random bytes, which its own output parser then
+# rejects (500). Without one (prompt mode; tools, which it ignores) the model writes noise.
+
+
+class Count(pydantic.BaseModel):
+    n: int
+    role: Literal["admin", "user"]
+
+
+class Person(pydantic.BaseModel):
+    name: str = pydantic.Field(max_length=20, description="The person's full name")
+    age: int
+    role: Literal["admin", "user"]
+
+
+PEG_FAILURE = "500: The model produced output that does not match the expected peg-native format"
+GREEDY = {"temperature": 0, "max_tokens": 64}  # deterministic, and short
+ROOMY = {"temperature": 0, "max_tokens": 400}  # room for a whole Person
+
+
+async def test_json_schema_mode_gets_a_value_from_the_grammar(
+    llama_server: LlamaServerFactory,
+) -> None:
+    server = llama_server(parallel=1, ctx=1024)
+    async with surge.LLMClient(base_url=server.url) as client:
+        result = await client.structured_response(Count, "Count.", mode="json_schema", **GREEDY)
+    assert isinstance(result.value, Count)
+    assert (result.mode, result.strict, result.attempts) == ("json_schema", True, 1)
+    assert Count.model_validate_json(result.response.text) == result.value
+
+
+async def test_a_schema_the_grammar_fails_on_is_not_retried(
+    llama_server: LlamaServerFactory,
+) -> None:
+    server = llama_server(parallel=1, ctx=1024)
+    async with surge.LLMClient(base_url=server.url) as client:
+        with pytest.raises(surge.ServerError) as caught:
+            await client.structured(Person, "Who?", mode="json_schema", **ROOMY)
+    assert caught.value.status_code == 500
+    assert str(caught.value).endswith(PEG_FAILURE)
+    assert len(caught.value.call_attempts) == 1  # one request, not three
+
+
+async def test_tools_mode_says_the_server_ignores_tools(llama_server: LlamaServerFactory) -> None:
+    server = llama_server(parallel=1, ctx=1024)
+    async with surge.LLMClient(base_url=server.url) as client:
+        with pytest.raises(surge.StructuredOutputError) as caught:
+            await client.structured(Count, "Count.", mode="tools", **GREEDY)
+    error = caught.value
+    assert error.reason == "unsupported"
+    assert len(error.responses) == 1  # not re-asked: the server will not call the tool
+    assert error.responses[0].tool_calls == []
+    assert "not a call to the tool 'Count': it ignores `tools`" in str(error)
+    assert error.tried == []
+
+
+async def test_prompt_mode_with_a_model_that_writes_noise(llama_server: LlamaServerFactory) -> None:
+    server = llama_server(parallel=1, ctx=1024)
+    async with surge.LLMClient(base_url=server.url) as client:
+        with pytest.raises(surge.StructuredOutputError) as caught:
+            await client.structured(Count, "Count.", mode="prompt", **GREEDY)
+    error = caught.value
+    assert error.reason == "length"
+    assert len(error.responses) == 1
+    assert error.responses[0].usage is not None
+    assert error.responses[0].usage.completion_tokens == 64
+
+
+async def test_default_mode_gets_a_value_with_json_schema(
+    llama_server: LlamaServerFactory,
+) -> None:
+    server = llama_server(parallel=1, ctx=1024)
+    async with surge.LLMClient(base_url=server.url) as client:
+        result = await client.structured_response(Count, "Count.", **GREEDY)
+    assert isinstance(result.value, Count)
+    assert (result.mode, result.strategy, result.attempts) == ("json_schema", "json_schema", 1)
+
+
+async def test_default_mode_drops_its_schema_hint_when_it_overflows_the_slot(
+    llama_server: LlamaServerFactory,
+) -> None:
+    server = llama_server(parallel=2, ctx=512)  # 256 tokens a slot
+    question = "Count the admins and users in the list I gave you, please. " * 2
+    async with surge.LLMClient(base_url=server.url) as client:
+        result = await client.structured_response(Count, question, **GREEDY)
+    assert isinstance(result.value, Count)
+    assert result.mode == "json_schema"
+    # What was sent is the bare question: the schema in the prompt would not have fitted.
+    usage = result.response.usage
+    assert usage is not None
+    assert usage.prompt_tokens == chatml_tokens(question)
+    hint = plan_for(Count).object_prompt_text
+    assert chatml_tokens(f"{question}\n\n{hint}") > server.slot_context
+
+
+async def test_default_mode_ends_saying_which_modes_failed_and_why(
+    llama_server: LlamaServerFactory,
+) -> None:
+    server = llama_server(parallel=1, ctx=1024)
+    async with surge.LLMClient(base_url=server.url) as client:
+        with pytest.raises(surge.StructuredOutputError) as caught:
+            await client.structured(Person, "Who?", **ROOMY)
+    error = caught.value
+    # json_schema and json_object: the grammar's output fails the server's own parser, once
+    # each; prompt mode: the model writes noise until max_tokens.
+    assert error.tried == [("json_schema", PEG_FAILURE), ("json_object", PEG_FAILURE)]
+    assert error.reason == "length"
+    assert error.responses[-1].finish_reason == "length"
+    assert error.responses[-1].usage is not None
+    assert error.responses[-1].usage.completion_tokens == 400
+    message = str(error)
+    assert message.startswith("the reply was cut off by the token limit")
+    assert f"modes tried before: json_schema: {PEG_FAILURE}; json_object: {PEG_FAILURE}" in (
+        message
+    )

@@ -21,10 +21,9 @@ paying for it. See docs/structured-outputs.md.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 import pydantic
@@ -35,6 +34,16 @@ from surge._errors import (
     OutputParseError,
     ParseAttempt,
     TransportError,
+)
+from surge._structured.failures import (
+    Reason,
+    StructuredOutputError,
+    is_context_overflow,
+    is_grammar_failure,
+    is_rejection,
+    is_schema_invalid,
+    server_message,
+    sum_usage,
 )
 from surge._structured.modes import MODES, Discovery, ModeMemory, OutputMode, Strategy
 from surge._structured.plan import (
@@ -53,11 +62,6 @@ T = TypeVar("T")
 
 _FALLBACK: dict[Strategy, Strategy] = {"json_schema": "json_object", "json_object": "prompt"}
 _RESERVED = ("response_format", "tools", "tool_choice", "functions", "function_call")
-_REJECTION = re.compile(
-    r"response_format|json_schema|json_object|structured output|guided_json|tool_choice",
-    re.IGNORECASE,
-)
-_INVALID_SCHEMA = re.compile(r"invalid schema|schema is invalid|not permitted", re.IGNORECASE)
 _MAX_ERRORS_SHOWN = 8
 
 
@@ -117,46 +121,6 @@ class StructuredResult(Generic[T]):
     def response(self) -> ChatResponse:
         """The response that produced the value."""
         return self.responses[-1]
-
-
-class StructuredOutputError(OutputParseError):
-    """No reply could be turned into the requested type.
-
-    An `OutputParseError`, so `except surge.OutputParseError` catches it. `attempts` holds
-    one `ParseAttempt` per reply (its full text and why it was not accepted).
-
-    Attributes:
-        reason: "invalid" (every reply failed to parse or validate), "refusal" (the model
-            refused; not re-asked) or "length" (the reply was cut off by the token limit;
-            not re-asked, raise `max_tokens`).
-        responses: Every chat completion received.
-        usage: Token counts summed over every response.
-        refusal: The model's refusal text, for reason "refusal".
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        raw: str,
-        target: Any,
-        attempts: Sequence[ParseAttempt],
-        reason: Literal["invalid", "refusal", "length"],
-        responses: list[ChatResponse],
-        refusal: str | None = None,
-    ) -> None:
-        super().__init__(message, raw=raw, target=target, attempts=attempts)
-        self.reason = reason
-        self.responses = responses
-        self.usage = _sum_usage(responses)
-        self.refusal = refusal
-
-
-def _is_rejection(exc: APIStatusError) -> bool:
-    """Whether an error status says the server does not accept how we asked for structure."""
-    if exc.status_code in (401, 403, 404, 408, 409, 429):
-        return False
-    return bool(_REJECTION.search(f"{exc} {exc.body}"))
 
 
 # -- one request ----------------------------------------------------------------------------
@@ -232,14 +196,6 @@ def _reask(
     ]
 
 
-def _sum_usage(responses: Sequence[ChatResponse]) -> Usage:
-    total = Usage()
-    for response in responses:
-        if response.usage is not None:
-            total = total + response.usage
-    return total
-
-
 # -- the runner -----------------------------------------------------------------------------
 
 
@@ -305,9 +261,13 @@ async def run_structured(
     responses: list[ChatResponse] = []
     failures: list[ParseAttempt] = []
     reasks: list[dict[str, Any]] = []
+    tried: list[tuple[str, str]] = []  # default mode: the modes that failed, and why
+    hints = True  # False once the schema in the prompt overflowed the context
     try:
         while True:
             hint = prompt_hint(plan, strategy, schema_in_prompt)
+            if not hints and strategy != "prompt":
+                hint = ""
             conversation = _with_instructions(base, hint) if hint else base
             try:
                 response = await _send(
@@ -315,19 +275,39 @@ async def run_structured(
                     [*conversation, *reasks],
                     model,
                     {**params, **request_params(plan, strategy, strict)},
-                    probing=mode is None and memory.get(key) != strategy,
+                    guarded=strategy != "prompt",
                 )
             except APIStatusError as exc:
-                if mode is not None or strategy == "prompt" or not _is_rejection(exc):
+                if is_context_overflow(exc):
+                    if reasks:  # the re-asks, not the question, outgrew the context
+                        raise _exhausted(
+                            output_type,
+                            plan,
+                            strategy,
+                            responses,
+                            failures,
+                            tried,
+                            f"re-asking exceeded the server's context ({server_message(exc)})",
+                        ) from exc
+                    if hint and strategy != "prompt":
+                        # The schema surge wrote into the prompt made it too long; the
+                        # server enforces the schema itself, so ask without it.
+                        hints = False
+                        continue
+                grammar = is_grammar_failure(exc)
+                if mode is not None or strategy == "prompt" or not (grammar or is_rejection(exc)):
+                    if tried:
+                        raise _all_failed(
+                            output_type, plan, strategy, responses, failures, tried, exc
+                        ) from exc
                     raise
-                if (
-                    strict
-                    and strategy in ("json_schema", "tools")
-                    and _INVALID_SCHEMA.search(str(exc))
-                ):
+                if strict and strategy in ("json_schema", "tools") and is_schema_invalid(exc):
                     strict = False  # this schema, not the endpoint: retry non-strict
                     learn = False
                     continue
+                if grammar:
+                    learn = False  # this schema failed, not the endpoint
+                tried.append((strategy, server_message(exc)))
                 strategy = _FALLBACK.get(strategy, "prompt")
                 continue
             if learn:
@@ -335,21 +315,23 @@ async def run_structured(
             memory.finish(discovery, key)
             discovery = None
             responses.append(response)
-            value, error = _read(response, plan, strategy, output_type, responses, failures)
+            value, error = _read(response, plan, strategy, output_type, responses, failures, tried)
             if error is None:
                 return StructuredResult(
                     value=value,
                     responses=responses,
                     attempts=len(responses),
-                    usage=_sum_usage(responses),
+                    usage=sum_usage(responses),
                     mode="prompt" if strategy == "json_object" else strategy,
                     strategy=strategy,
                     strict=strict and strategy in ("json_schema", "tools"),
                 )
             if len(responses) > max_retries:
-                raise _exhausted(output_type, plan, strategy, responses, failures)
+                raise _exhausted(output_type, plan, strategy, responses, failures, tried)
             if hint:
                 retry_hint = "Follow the schema given above."
+            elif not hints:  # the schema did not fit beside the question
+                retry_hint = ""
             else:  # the server may ignore response_format: now show the schema
                 retry_hint = "" if strategy == "tools" else plan.object_prompt_text
             reasks += _reask(response, plan, strategy, error, retry_hint)
@@ -363,21 +345,23 @@ async def _send(
     model: str | None,
     params: dict[str, Any],
     *,
-    probing: bool,
+    guarded: bool,
 ) -> ChatResponse:
     """Send one request through `client.chat`.
 
-    A probe of a strategy the endpoint has not accepted yet goes without retries first,
-    so that a rejection is seen at once (llama-cpp-python answers 500, which the retry
-    policy would retry); when it failed for another, transient reason it is sent again
-    the normal way, with the client's retries.
+    A request that asks the server for structure (every mode but prompt) goes without
+    retries first, so that a rejection or a grammar failure is seen at once instead of
+    being retried as if the server were down (llama-cpp-python answers a rejection with
+    500, llama.cpp a grammar failure with 500). When it failed for another, transient
+    reason, it is sent again the normal way, with the client's retries.
     """
-    if not probing or "retry" in params:
+    if not guarded or "retry" in params:
         return await client.chat(messages, model=model, **params)
     try:
         return await client.chat(messages, model=model, retry=False, **params)
     except APIStatusError as exc:
-        if _is_rejection(exc) or not (exc.status_code >= 500 or exc.status_code in (408, 429)):
+        transient = exc.status_code >= 500 or exc.status_code in (408, 429)
+        if not transient or is_rejection(exc) or is_grammar_failure(exc):
             raise
     except TransportError:
         pass
@@ -391,31 +375,51 @@ def _read(
     output_type: Any,
     responses: list[ChatResponse],
     failures: list[ParseAttempt],
+    tried: Sequence[tuple[str, str]],
 ) -> tuple[Any, str | None]:
-    """Return (value, None), or (None, why) to re-ask; raise for a refusal or a cut-off."""
+    """Return (value, None), or (None, why) to re-ask; raise for a refusal or a cut-off.
+
+    In tools mode a reply with no tool call at all means the server ignores `tools`
+    (llama.cpp's server does when the model's chat template has no tool support): the
+    text is still accepted when it is a valid value, else the call ends at once, since
+    re-asking cannot make the server call the tool.
+    """
     text = reply_text(response, plan, strategy)
     refusal = response.message.refusal
-    if refusal:
-        failures.append(ParseAttempt(text or refusal, f"refused: {refusal}"))
-        raise StructuredOutputError(
-            f"the model refused to answer: {refusal}",
-            raw=text or refusal,
+
+    def fail(message: str, why: str, reason: Reason) -> StructuredOutputError:
+        failures.append(ParseAttempt(text or refusal or "", why))
+        return StructuredOutputError(
+            message,
+            raw=text or refusal or "",
             target=output_type,
             attempts=failures,
-            reason="refusal",
+            reason=reason,
             responses=responses,
-            refusal=refusal,
+            refusal=refusal if reason == "refusal" else None,
+            tried=tried,
         )
+
+    if refusal:
+        raise fail(f"the model refused to answer: {refusal}", f"refused: {refusal}", "refusal")
+    if strategy == "tools" and not response.tool_calls:
+        try:
+            return decode(text, plan, strategy), None
+        except (OutputParseError, pydantic.ValidationError):
+            raise fail(
+                f"tools mode: the server answered with text (finish_reason "
+                f"{response.finish_reason!r}), not a call to the tool {plan.name!r}: it "
+                "ignores `tools` (llama.cpp's server does when the model's chat template "
+                "has no tool support); use mode='json_schema' or mode='prompt'",
+                "answered with text, not a tool call",
+                "unsupported",
+            ) from None
     if response.finish_reason == "length":
-        failures.append(ParseAttempt(text, "cut off by the token limit"))
-        raise StructuredOutputError(
+        raise fail(
             "the reply was cut off by the token limit (finish_reason 'length') before the "
             "output was complete; raise max_tokens (or ask for less)",
-            raw=text,
-            target=output_type,
-            attempts=failures,
-            reason="length",
-            responses=responses,
+            "cut off by the token limit",
+            "length",
         )
     try:
         return decode(text, plan, strategy), None
@@ -431,9 +435,12 @@ def _exhausted(
     strategy: Strategy,
     responses: list[ChatResponse],
     failures: list[ParseAttempt],
+    tried: Sequence[tuple[str, str]],
+    last: str | None = None,
 ) -> StructuredOutputError:
     count = len(responses)
-    last = failures[-1].error.split("\n", 1)[0] if failures else "no reply"
+    if last is None:
+        last = failures[-1].error.split("\n", 1)[0] if failures else "no reply"
     return StructuredOutputError(
         f"no valid {plan.name} after {count} attempt{'s' if count != 1 else ''} "
         f"({strategy} mode); last error: {last}",
@@ -442,4 +449,27 @@ def _exhausted(
         attempts=failures,
         reason="invalid",
         responses=responses,
+        tried=tried,
+    )
+
+
+def _all_failed(
+    output_type: Any,
+    plan: OutputPlan,
+    strategy: Strategy,
+    responses: list[ChatResponse],
+    failures: list[ParseAttempt],
+    tried: Sequence[tuple[str, str]],
+    exc: APIStatusError,
+) -> StructuredOutputError:
+    """The default mode's end when its last mode failed with an error status too."""
+    return StructuredOutputError(
+        f"no valid {plan.name}: every mode failed, the last one ({strategy}) with "
+        f"{server_message(exc)}",
+        raw=failures[-1].text if failures else "",
+        target=output_type,
+        attempts=failures,
+        reason="rejected",
+        responses=responses,
+        tried=tried,
     )
