@@ -10,7 +10,6 @@ is about the protocol, never about what the model says.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from typing import Literal
 
@@ -183,28 +182,29 @@ async def twenty_calls(client: surge.LLMClient, max_tokens: int) -> list[surge.C
     return responses
 
 
-def waves(responses: list[surge.ChatResponse]) -> list[int]:
-    """Sizes of the groups of calls answered together, in order of first byte.
+def assert_server_queued(responses: list[surge.ChatResponse], slots: int) -> None:
+    """Assert that the first bytes are spread over the waves a slotted server must make.
 
-    A new wave starts where the next first byte comes later than half a generation after
-    the previous one: a wave ends when its slots finish generating (`predicted_ms`, the
-    server's own figure), the calls inside it answer within milliseconds of each other.
+    A server with `slots` slots generates at most that many answers at once, so the busy
+    time it needs is at least the sum of every call's own generation time (`predicted_ms`,
+    its own figure) over `slots`; the last answer comes at least that long, less the first
+    call's own generation, after the first. Load on the test machine stretches both sides
+    alike, so the bound holds however busy the machine is. That the spread shows up in
+    `ttfb` (and not `queued`) is what surge's timings promise.
     """
-    ordered = sorted(responses, key=lambda r: r.timings.ttfb)
-    gap = min(r.raw["timings"]["predicted_ms"] for r in responses) / 1000 / 2
-    sizes = [1]
-    for before, after in itertools.pairwise(ordered):
-        if after.timings.ttfb - before.timings.ttfb > gap:
-            sizes.append(1)
-        else:
-            sizes[-1] += 1
-    return sizes
+    ttfbs = sorted(r.timings.ttfb for r in responses)
+    first = min(responses, key=lambda r: r.timings.ttfb)
+    generation = [r.raw["timings"]["predicted_ms"] / 1000 for r in responses]
+    needed = sum(generation) / slots - first.raw["timings"]["predicted_ms"] / 1000
+    assert needed >= 2 * min(generation)  # several waves: at least two more after the first
+    assert ttfbs[-1] - ttfbs[0] >= needed - 0.02, (ttfbs, generation)
 
 
 async def test_twenty_calls_on_six_slots_wait_in_the_server_not_the_client(
     llama_server: LlamaServerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = llama_server(parallel=6, ctx=6144)
+    # Enough HTTP threads to read all 20 requests at once: the server queues them itself.
+    server = llama_server(parallel=6, ctx=6144, args=["--threads-http", "24"])
     with caplog.at_level(logging.WARNING, logger="surge"):
         async with surge.LLMClient(base_url=server.url) as client:
             responses = await twenty_calls(client, max_tokens=300)
@@ -214,15 +214,15 @@ async def test_twenty_calls_on_six_slots_wait_in_the_server_not_the_client(
     # No call waited in the client: every one was sent at once, on its own connection.
     assert max(r.timings.queued for r in responses) < 0.005
     assert stats.connections_opened == 20
-    # The server's six slots answer in waves: 6, 6, 6, then the last 2.
-    assert waves(responses) == [6, 6, 6, 2]
+    # The server's six slots answer in waves (6, 6, 6, then the last 2): that wait is ttfb.
+    assert_server_queued(responses, slots=6)
     assert [r for r in caplog.records if r.name == "surge"] == []
 
 
 async def test_one_connection_queues_in_the_client_and_warns_once(
     llama_server: LlamaServerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = llama_server(parallel=6, ctx=6144)
+    server = llama_server(parallel=6, ctx=6144, args=["--threads-http", "24"])
     with caplog.at_level(logging.WARNING, logger="surge"):
         async with surge.LLMClient(base_url=server.url, max_connections=1) as client:
             responses = await twenty_calls(client, max_tokens=300)
@@ -230,11 +230,10 @@ async def test_one_connection_queues_in_the_client_and_warns_once(
     assert stats.connections_opened == 1
     ordered = sorted(responses, key=lambda r: r.timings.queued)
     assert ordered[0].timings.queued < 0.005
-    # Each call waited for the one before it to be answered: queued grows call by call...
-    for before, after in itertools.pairwise(ordered):
-        assert after.timings.queued >= before.timings.queued + 0.9 * before.timings.ttfb
-    # ...while the server, never asked for two at once, answers each as fast as the first.
-    assert waves(responses) == [20]
+    # The call that waited longest waited for the 19 others to be answered, one at a time.
+    others = sum(r.timings.ttfb for r in ordered[:-1])
+    assert ordered[-1].timings.queued >= 0.9 * others
+    assert others >= 19 * min(r.raw["timings"]["predicted_ms"] / 1000 for r in responses)
     warnings_ = [r for r in caplog.records if r.name == "surge"]
     assert len(warnings_) == 1
     assert warnings_[0].levelno == logging.WARNING
