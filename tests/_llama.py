@@ -2,8 +2,9 @@
 
 The tier checks surge against a server it did not write (docs/testing.md, "Testing against a
 real server"). Only the binary comes from outside: `$SURGE_LLAMA_SERVER`, else
-`../shared/realserver/llama-server` beside the checkout, else `scripts/build-llama-server`
-builds one. The model is written at test time (tests/_tiny_model.py).
+`../shared/realserver/llama-server` beside the checkout, else `build/llama-server`, where
+`scripts/build-llama-server` puts the one it builds. The model is written at test time
+(tests/_tiny_model.py).
 
 Use it through the `llama_server` fixture of tests/conftest.py, a factory:
 
@@ -52,6 +53,7 @@ ENV_BINARY = "SURGE_LLAMA_SERVER"
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_BINARY = REPO.parent / "shared" / "realserver" / "llama-server"
+BUILT_BINARY = REPO / "build" / "llama-server"  # where scripts/build-llama-server puts it
 
 STARTUP_TIMEOUT = 30.0
 """Seconds a server may take to answer /health with 200 (it takes well under one)."""
@@ -118,11 +120,12 @@ def find_binary() -> tuple[Path | None, str]:
         if path.is_file() and os.access(path, os.X_OK):
             return path, f"${ENV_BINARY}={configured}"
         return None, f"${ENV_BINARY}={configured} is not an executable file"
-    if SHARED_BINARY.is_file() and os.access(SHARED_BINARY, os.X_OK):
-        return SHARED_BINARY, str(SHARED_BINARY)
+    for path in (SHARED_BINARY, BUILT_BINARY):
+        if path.is_file() and os.access(path, os.X_OK):
+            return path, str(path)
     return None, (
-        f"no llama-server binary: ${ENV_BINARY} is not set and {SHARED_BINARY} does not exist "
-        "(build one with scripts/build-llama-server; see docs/testing.md)"
+        f"no llama-server binary: ${ENV_BINARY} is not set and neither {SHARED_BINARY} nor "
+        f"{BUILT_BINARY} exists (build one with scripts/build-llama-server; see docs/testing.md)"
     )
 
 
