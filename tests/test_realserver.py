@@ -96,6 +96,7 @@ async def test_prompt_over_the_context_is_a_bad_request_with_the_servers_message
     async with surge.LLMClient(base_url=server.url) as client:
         with pytest.raises(surge.BadRequestError) as caught:
             await client.chat(prompt, max_tokens=4)
+        after = await client.chat("hi", max_tokens=2, ignore_eos=True)
     error = caught.value
     tokens = chatml_tokens(prompt)
     assert error.status_code == 400
@@ -108,6 +109,10 @@ async def test_prompt_over_the_context_is_a_bad_request_with_the_servers_message
     assert error.body["error"]["n_prompt_tokens"] == tokens
     assert error.body["error"]["n_ctx"] == 1024
     assert len(error.call_attempts) == 1  # a 400 is never retried
+    # llama-server closes the connection after an error ("Connection: close"): the next
+    # call opens a new one instead of failing on the closed one.
+    assert after.finish_reason == "length"
+    assert after.timings.reused is False
 
 
 async def test_unknown_route_is_not_found(llama_server: LlamaServerFactory) -> None:
