@@ -12,11 +12,14 @@ and validates it, re-asking with the error shown to the model when that fails.
 
 With `mode=None` the endpoint decides: json_schema first; when the server rejects that
 (an error status whose message names response_format / json_schema, like
-llama-cpp-python's 500 "Input should be 'text' or 'json_object'"), `json_object` with the
-schema (llama.cpp's extension) plus the schema in the prompt; when that is rejected too,
-plain prompt mode. What an endpoint (base URL and model) accepted is remembered in the
-client's shared memory, and concurrent first calls wait for one discovery instead of each
-paying for it. See docs/structured-outputs.md.
+llama-cpp-python's 500 "Input should be 'text' or 'json_object'") or its grammar fails on
+the schema (llama.cpp's 500 "... does not match the expected peg-native format"),
+`json_object` with the schema (llama.cpp's extension) plus the schema in the prompt; when
+that fails too, plain prompt mode. A schema written into the prompt that overflows the
+server's context is dropped (the server enforces it anyway). What an endpoint (base URL and
+model) accepted is remembered in the client's shared memory, and concurrent first calls
+wait for one discovery instead of each paying for it. How requests fail is told apart in
+`failures`; how one reply is read, in `reading`. See docs/structured-outputs.md.
 """
 
 from __future__ import annotations
@@ -26,17 +29,14 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
-import pydantic
 
 from surge._errors import (
     APIStatusError,
     ConfigError,
-    OutputParseError,
     ParseAttempt,
     TransportError,
 )
 from surge._structured.failures import (
-    Reason,
     StructuredOutputError,
     is_context_overflow,
     is_grammar_failure,
@@ -48,12 +48,11 @@ from surge._structured.failures import (
 from surge._structured.modes import MODES, Discovery, ModeMemory, OutputMode, Strategy
 from surge._structured.plan import (
     OutputPlan,
-    decode,
     plan_for,
     prompt_hint,
-    reply_text,
     request_params,
 )
+from surge._structured.reading import all_failed, exhausted, read_reply
 from surge._types import ChatResponse, MessageInput, Usage, dump_messages
 
 __all__ = [
@@ -68,7 +67,6 @@ T = TypeVar("T")
 
 _FALLBACK: dict[Strategy, Strategy] = {"json_schema": "json_object", "json_object": "prompt"}
 _RESERVED = ("response_format", "tools", "tool_choice", "functions", "function_call")
-_MAX_ERRORS_SHOWN = 8
 
 
 class ChatCaller(Protocol):
@@ -207,24 +205,6 @@ def _shows_schema_to_model(base_url: str) -> bool:
     return host == "openai.com" or host.endswith((".openai.com", ".openai.azure.com"))
 
 
-def _explain(exc: Exception) -> str:
-    """The error in words, as shown to the model when re-asking."""
-    if isinstance(exc, pydantic.ValidationError):
-        errors = exc.errors(include_url=False)
-        lines = [
-            f"- {'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
-            for e in errors[:_MAX_ERRORS_SHOWN]
-        ]
-        if len(errors) > _MAX_ERRORS_SHOWN:
-            lines.append(f"- ... and {len(errors) - _MAX_ERRORS_SHOWN} more")
-        return f"{len(errors)} validation error(s):\n" + "\n".join(lines)
-    if isinstance(exc, OutputParseError):
-        head = str(exc).split("\n", 1)[0]
-        reasons = [a.error for a in exc.attempts[:_MAX_ERRORS_SHOWN] if a.error]
-        return head + "".join(f"\n- {r}" for r in dict.fromkeys(reasons))
-    return str(exc)
-
-
 def _reask(
     response: ChatResponse, plan: OutputPlan, strategy: Strategy, why: str, schema_hint: str
 ) -> list[dict[str, Any]]:
@@ -330,7 +310,7 @@ async def run_structured(
             except APIStatusError as exc:
                 if is_context_overflow(exc):
                     if reasks:  # the re-asks, not the question, outgrew the context
-                        raise _exhausted(
+                        raise exhausted(
                             output_type,
                             plan,
                             strategy,
@@ -347,7 +327,7 @@ async def run_structured(
                 grammar = is_grammar_failure(exc)
                 if mode is not None or strategy == "prompt" or not (grammar or is_rejection(exc)):
                     if tried:
-                        raise _all_failed(
+                        raise all_failed(
                             output_type, plan, strategy, responses, failures, tried, exc
                         ) from exc
                     raise
@@ -365,7 +345,9 @@ async def run_structured(
             memory.finish(discovery, key)
             discovery = None
             responses.append(response)
-            value, error = _read(response, plan, strategy, output_type, responses, failures, tried)
+            value, error = read_reply(
+                response, plan, strategy, output_type, responses, failures, tried
+            )
             if error is None:
                 return StructuredResult(
                     value=value,
@@ -377,7 +359,7 @@ async def run_structured(
                     strict=strict and strategy in ("json_schema", "tools"),
                 )
             if len(responses) > max_retries:
-                raise _exhausted(output_type, plan, strategy, responses, failures, tried)
+                raise exhausted(output_type, plan, strategy, responses, failures, tried)
             if hint:
                 retry_hint = "Follow the schema given above."
             elif not hints:  # the schema did not fit beside the question
@@ -416,110 +398,3 @@ async def _send(
     except TransportError:
         pass
     return await client.chat(messages, model=model, **params)
-
-
-def _read(
-    response: ChatResponse,
-    plan: OutputPlan,
-    strategy: Strategy,
-    output_type: Any,
-    responses: list[ChatResponse],
-    failures: list[ParseAttempt],
-    tried: Sequence[tuple[str, str]],
-) -> tuple[Any, str | None]:
-    """Return (value, None), or (None, why) to re-ask; raise for a refusal or a cut-off.
-
-    In tools mode a reply with no tool call at all means the server ignores `tools`
-    (llama.cpp's server does when the model's chat template has no tool support): the
-    text is still accepted when it is a valid value, else the call ends at once, since
-    re-asking cannot make the server call the tool.
-    """
-    text = reply_text(response, plan, strategy)
-    refusal = response.message.refusal
-
-    def fail(message: str, why: str, reason: Reason) -> StructuredOutputError:
-        failures.append(ParseAttempt(text or refusal or "", why))
-        return StructuredOutputError(
-            message,
-            raw=text or refusal or "",
-            target=output_type,
-            attempts=failures,
-            reason=reason,
-            responses=responses,
-            refusal=refusal if reason == "refusal" else None,
-            tried=tried,
-        )
-
-    if refusal:
-        raise fail(f"the model refused to answer: {refusal}", f"refused: {refusal}", "refusal")
-    if strategy == "tools" and not response.tool_calls:
-        try:
-            return decode(text, plan, strategy), None
-        except (OutputParseError, pydantic.ValidationError):
-            raise fail(
-                f"tools mode: the server answered with text (finish_reason "
-                f"{response.finish_reason!r}), not a call to the tool {plan.name!r}: it "
-                "ignores `tools` (llama.cpp's server does when the model's chat template "
-                "has no tool support); use mode='json_schema' or mode='prompt'",
-                "answered with text, not a tool call",
-                "unsupported",
-            ) from None
-    if response.finish_reason == "length":
-        raise fail(
-            "the reply was cut off by the token limit (finish_reason 'length') before the "
-            "output was complete; raise max_tokens (or ask for less)",
-            "cut off by the token limit",
-            "length",
-        )
-    try:
-        return decode(text, plan, strategy), None
-    except (OutputParseError, pydantic.ValidationError) as exc:
-        why = _explain(exc)
-        failures.append(ParseAttempt(text, why))
-        return None, why
-
-
-def _exhausted(
-    output_type: Any,
-    plan: OutputPlan,
-    strategy: Strategy,
-    responses: list[ChatResponse],
-    failures: list[ParseAttempt],
-    tried: Sequence[tuple[str, str]],
-    last: str | None = None,
-) -> StructuredOutputError:
-    count = len(responses)
-    if last is None:
-        last = failures[-1].error.split("\n", 1)[0] if failures else "no reply"
-    return StructuredOutputError(
-        f"no valid {plan.name} after {count} attempt{'s' if count != 1 else ''} "
-        f"({strategy} mode); last error: {last}",
-        raw=failures[-1].text if failures else "",
-        target=output_type,
-        attempts=failures,
-        reason="invalid",
-        responses=responses,
-        tried=tried,
-    )
-
-
-def _all_failed(
-    output_type: Any,
-    plan: OutputPlan,
-    strategy: Strategy,
-    responses: list[ChatResponse],
-    failures: list[ParseAttempt],
-    tried: Sequence[tuple[str, str]],
-    exc: APIStatusError,
-) -> StructuredOutputError:
-    """The default mode's end when its last mode failed with an error status too."""
-    return StructuredOutputError(
-        f"no valid {plan.name}: every mode failed, the last one ({strategy}) with "
-        f"{server_message(exc)}",
-        raw=failures[-1].text if failures else "",
-        target=output_type,
-        attempts=failures,
-        reason="rejected",
-        responses=responses,
-        tried=tried,
-    )
