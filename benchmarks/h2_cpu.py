@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import subprocess
 import sys
@@ -95,14 +96,14 @@ def main() -> None:
     try:
         for n in args.n:
             rows = {
-                "surge HTTP/1.1": lambda: surge_pool(h1_port, n, False),
-                "surge HTTP/2": lambda: surge_pool(h2_port, n, True),
-                "httpx HTTP/1.1": lambda: httpx_client(h1_port, n, False),
-                "httpx HTTP/2": lambda: httpx_client(h2_port, n, True),
+                "surge HTTP/1.1": functools.partial(surge_pool, h1_port, n, False),
+                "surge HTTP/2": functools.partial(surge_pool, h2_port, n, True),
+                "httpx HTTP/1.1": functools.partial(httpx_client, h1_port, n, False),
+                "httpx HTTP/2": functools.partial(httpx_client, h2_port, n, True),
             }
             best = {
-                name: min(asyncio.run(make()) for _ in range(args.runs))
-                for name, make in rows.items()
+                name: min(asyncio.run(run()) for _ in range(args.runs))
+                for name, run in rows.items()
             }
             print(f"n={n} in flight")
             for name, value in best.items():
