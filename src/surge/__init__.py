@@ -18,6 +18,7 @@ from surge._errors import (
     ConnectError,
     ConnectTimeout,
     DeadlineExceeded,
+    LimitsUnavailable,
     NotFoundError,
     OutputParseError,
     PermissionDeniedError,
@@ -36,7 +37,9 @@ from surge._errors import (
 from surge._http import http_client
 from surge._limits import RateLimit
 from surge._parsing import parse
+from surge._redis_store import RedisStore
 from surge._retry import Attempt, RetryPolicy
+from surge._store import LimitsStore
 from surge._structured import StructuredOutputError, StructuredResult
 from surge._timings import PoolStats, Timings
 from surge._types import (
@@ -67,6 +70,8 @@ __all__ = [
     "Endpoint",
     "FunctionCall",
     "LLMClient",
+    "LimitsStore",
+    "LimitsUnavailable",
     "Message",
     "NotFoundError",
     "OutputMode",
@@ -78,6 +83,7 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "ReadTimeout",
+    "RedisStore",
     "RemoteProtocolError",
     "ResponseFormatError",
     "ResponseMessage",
