@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 
 from surge._config import PoolConfig
-from surge._pool import PoolTransport
 from surge._timings import TIMINGS_EXTENSION, Timings
+from surge._transport.pool import PoolTransport
 
 
 def pool_client(**config: Any) -> tuple[httpx.AsyncClient, PoolTransport]:

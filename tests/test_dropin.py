@@ -26,7 +26,7 @@ async def test_openai_sdk_runs_on_surges_pool() -> None:
         assert isinstance(timings, surge.Timings)
         assert timings.ttfb > 0
         transport = http._transport
-        assert isinstance(transport, surge._pool.PoolTransport)
+        assert isinstance(transport, surge._transport.pool.PoolTransport)
         assert transport.stats().requests == 1
         await client.close()
 

@@ -17,11 +17,11 @@ import httpx
 import pytest
 import trustme
 
-import surge._pool
+import surge._transport.pool
 from _pool_client import pool_client, timings
 from _servers import RawServer, SilentServer, running, serving
 from surge._config import PoolConfig
-from surge._pool import PoolTransport
+from surge._transport.pool import PoolTransport
 
 
 @pytest.fixture
@@ -477,7 +477,7 @@ async def test_stats_percentiles_and_reset(server: RawServer) -> None:
 async def test_long_waits_log_one_warning(
     server: RawServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(surge._pool, "WAIT_WARNING_THRESHOLD", 0.05)
+    monkeypatch.setattr(surge._transport.pool, "WAIT_WARNING_THRESHOLD", 0.05)
     http, _ = client(max_connections=1)
     with caplog.at_level(logging.WARNING, logger="surge"):
         async with http, anyio.create_task_group() as tg:

@@ -15,7 +15,7 @@ import trustme
 from _pool_client import pool_client, timings
 from _servers import GoawayH2Server, H2Server, RawH2Server, serving
 from surge._config import PoolConfig
-from surge._pool import PoolTransport
+from surge._transport.pool import PoolTransport
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ answer comes back typed, with timings that say whether the client or the server 
 
 from __future__ import annotations
 
+from surge._attempt import Attempt
 from surge._client import LLMClient, OutputMode
 from surge._config import PoolConfig
 from surge._endpoints import Cooldown, Endpoint
@@ -38,9 +39,9 @@ from surge._http import http_client
 from surge._limits import RateLimit
 from surge._parsing import parse
 from surge._redis_store import RedisStore
-from surge._retry import Attempt, RetryPolicy
+from surge._retry import RetryPolicy
 from surge._store import LimitsStore
-from surge._structured import StructuredOutputError, StructuredResult
+from surge._structured.run import StructuredOutputError, StructuredResult
 from surge._timings import PoolStats, Timings
 from surge._types import (
     ChatResponse,

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
-from surge._decode import retry_after
 from surge._errors import LimitsUnavailable
+from surge._headers import retry_after
 from surge._limits import ConcurrencyLimiter, Limiter, RateLimit, RateLimiter, parse_reset
 from surge._redis_store import Local, LoopState
 from surge._store import SharedHealth

@@ -5,9 +5,9 @@ output of a type in one of three modes, reads the reply leniently (`surge._parsi
 and validates it, re-asking with the error shown to the model when that fails.
 
 - `json_schema`: `response_format` json_schema, `strict: true` when the schema can be made
-  strict (`surge._strict`), else non-strict.
+  strict (`surge._structured.strict`), else non-strict.
 - `tools`: one forced function call whose arguments are the output.
-- `prompt`: the schema is written into the prompt (`surge._schema_prompt`); no server
+- `prompt`: the schema is written into the prompt (`surge._structured.schema_prompt`); no server
   support needed.
 
 With `mode=None` the endpoint decides: json_schema first; when the server rejects that
@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import httpx
 import pydantic
@@ -36,8 +36,8 @@ from surge._errors import (
     ParseAttempt,
     TransportError,
 )
-from surge._modes import MODES, Discovery, ModeMemory, OutputMode, Strategy
-from surge._output_plan import (
+from surge._structured.modes import MODES, Discovery, ModeMemory, OutputMode, Strategy
+from surge._structured.plan import (
     OutputPlan,
     decode,
     plan_for,
@@ -47,10 +47,7 @@ from surge._output_plan import (
 )
 from surge._types import ChatResponse, MessageInput, Usage, dump_messages
 
-if TYPE_CHECKING:
-    from surge._client import LLMClient
-
-__all__ = ["StructuredOutputError", "StructuredResult", "run_structured"]
+__all__ = ["ChatCaller", "StructuredOutputError", "StructuredResult", "run_structured"]
 
 T = TypeVar("T")
 
@@ -62,6 +59,35 @@ _REJECTION = re.compile(
 )
 _INVALID_SCHEMA = re.compile(r"invalid schema|schema is invalid|not permitted", re.IGNORECASE)
 _MAX_ERRORS_SHOWN = 8
+
+
+class ChatCaller(Protocol):
+    """What structured outputs need from a client: where it points, and `chat`.
+
+    `LLMClient` is one; the structured layer never imports it, so it sits beside the
+    client rather than on top of it.
+    """
+
+    @property
+    def base_url(self) -> str:
+        """The server's API root (the key of what each endpoint accepts)."""
+        ...
+
+    @property
+    def model(self) -> str | None:
+        """The default model."""
+        ...
+
+    async def chat(
+        self,
+        messages: Sequence[MessageInput] | str,
+        *,
+        model: str | None = None,
+        retry: Any = None,
+        **params: Any,
+    ) -> ChatResponse:
+        """Ask for one chat completion."""
+        ...
 
 
 @dataclass
@@ -218,7 +244,7 @@ def _sum_usage(responses: Sequence[ChatResponse]) -> Usage:
 
 
 async def run_structured(
-    client: LLMClient,
+    client: ChatCaller,
     output_type: Any,
     messages: Sequence[MessageInput] | str,
     *,
@@ -332,7 +358,7 @@ async def run_structured(
 
 
 async def _send(
-    client: LLMClient,
+    client: ChatCaller,
     messages: list[dict[str, Any]],
     model: str | None,
     params: dict[str, Any],
