@@ -164,6 +164,19 @@ class ConcurrencyLimiter(Limiter):
         self._release_one()
         return True
 
+    def hold(self, count: int) -> int:
+        """Count up to `count` free places as held at once, without waiting.
+
+        For a shared limiter falling back to this one: the places it already holds
+        elsewhere count against this limit too.
+
+        Returns:
+            How many places were taken.
+        """
+        taken = max(0, min(count, self._free))
+        self._free -= taken
+        return taken
+
     def _release_one(self) -> None:
         waiters = self._waiters
         while waiters:

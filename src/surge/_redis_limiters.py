@@ -96,6 +96,7 @@ class SharedConcurrency(Limiter):
             finally:
                 self._trying = False
             if isinstance(got, Local):
+                self._go_local()
                 await self._local.acquire()
                 return
             if got:
@@ -146,9 +147,35 @@ class SharedConcurrency(Limiter):
 
     # -- Redis operations (each returns a function of the loop state) ----------------------
 
+    def _go_local(self) -> None:
+        """Redis is unreachable: the shared places this process holds become local ones.
+
+        So the per-process fallback counts every call this process runs, and a process
+        never runs more than its limit, whatever the moment Redis went away.
+        """
+        if self.held:
+            moved = self._local.hold(self.held)
+            self.held -= moved
+            self.dirty = True
+            if not self.held:
+                self.store.idle()
+
+    def _adopt(self) -> int:
+        """Redis answers again: places taken locally meanwhile become shared ones.
+
+        They are counted in Redis by the next acquire, so new shared places respect them.
+        Only done when nobody waits on the local fallback.
+        """
+        adopt = self._local.in_use if not self._local.waiting else 0
+        for _ in range(adopt):
+            self._local.release_nowait()
+        self.held += adopt
+        return adopt
+
     def _take(self, want: int) -> _Op[int]:
         async def take(state: LoopState) -> int:
-            args = [self.store.process_id, self.limit, want, self._lease_ms, self._ttl_ms]
+            adopt = self._adopt()
+            args = [self.store.process_id, self.limit, want, self._lease_ms, self._ttl_ms, adopt]
             try:
                 reply = await state.acquire(keys=self._keys, args=args)
             except BaseException:
@@ -156,7 +183,7 @@ class SharedConcurrency(Limiter):
                 raise
             granted = int(reply[0])
             self._queued = granted < want
-            if granted:
+            if granted or adopt:
                 self.held += granted
                 self.store.holding()
             return granted
@@ -197,6 +224,7 @@ class SharedConcurrency(Limiter):
                     self._fail_all(exc)
                     return
                 if isinstance(got, Local):
+                    self._go_local()
                     self._serve_all_locally()
                     return
                 left = self._hand_out(got)

@@ -33,9 +33,10 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 CONCURRENCY_ACQUIRE = (
     _NOW_MS
     + """
--- ARGV: process id, limit, places wanted, lease (ms), key expiry (ms)
+-- ARGV: process id, limit, places wanted, lease (ms), key expiry (ms), places this
+-- process took on its own while Redis was unreachable (now counted here)
 local pid, limit, want = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local lease, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local lease, ttl, adopt = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 -- Processes whose lease lapsed (killed, frozen, cut off) give their places back.
 local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
 for _, p in ipairs(dead) do redis.call('HDEL', KEYS[1], p) end
@@ -43,6 +44,10 @@ if #dead > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now) end
 local gone = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)
 for _, p in ipairs(gone) do redis.call('ZREM', KEYS[3], p) end
 if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now) end
+if adopt > 0 then
+  redis.call('HINCRBY', KEYS[1], pid, adopt)
+  redis.call('ZADD', KEYS[2], now + lease, pid)
+end
 local used = 0
 for _, v in ipairs(redis.call('HVALS', KEYS[1])) do used = used + tonumber(v) end
 -- Each process queued ahead of this one keeps one free place for itself.

@@ -271,7 +271,9 @@ class RedisStore(LimitsStore):
                 self.url,
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
-                retry=Retry(NoBackoff(), 0),  # the failure policy decides, not redis-py
+                # One retry on a new connection (a pooled one may predate a restart of
+                # Redis); beyond that the failure policy decides, not redis-py.
+                retry=Retry(NoBackoff(), 1),
             )
             state = self._loops[loop] = LoopState(client)
         return state
