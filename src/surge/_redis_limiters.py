@@ -125,21 +125,26 @@ class SharedConcurrency(Limiter):
     def release_nowait(
         self, cost: int = 1, *, used: int | None = None, headers: Mapping[str, str] | None = None
     ) -> bool:
-        """Give back a fallback place at once; a shared one needs `release`."""
+        """Give a place back at once; a shared one reaches Redis in the background.
+
+        The caller does not wait for the round trip. Should it never arrive (Redis down,
+        the loop closed), the next renewal says what this process holds, or, holding
+        nothing, its lease lapses.
+        """
         if self._local.in_use:
             self._local.release_nowait()
             return True
-        return False
+        self.held -= 1
+        self.store.spawn(self._give_back())
+        return True
 
     async def release(
         self, cost: int = 1, *, used: int | None = None, headers: Mapping[str, str] | None = None
     ) -> None:
-        """Give a place back (one round trip for a shared place)."""
-        if self.release_nowait():
-            return
-        self.held -= 1
-        if not self.held:
-            self.store.idle()
+        """Give a place back (see `release_nowait`)."""
+        self.release_nowait()
+
+    async def _give_back(self) -> None:
         done = await self.store.run("giving a place back", self._give(1), best_effort=True)
         if isinstance(done, Local):
             self.dirty = True
@@ -157,8 +162,6 @@ class SharedConcurrency(Limiter):
             moved = self._local.hold(self.held)
             self.held -= moved
             self.dirty = True
-            if not self.held:
-                self.store.idle()
 
     def _adopt(self) -> int:
         """Redis answers again: places taken locally meanwhile become shared ones.

@@ -13,7 +13,6 @@ its own lease renewer (one background task per process and loop, not one per cal
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
@@ -24,6 +23,8 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import anyio
 
 from surge._errors import ConfigError, LimitsUnavailable
 from surge._redis_scripts import (
@@ -108,7 +109,6 @@ class LoopState:
         self.rate_settle = redis.register_script(RATE_SETTLE)
         self.cooldown_read = redis.register_script(COOLDOWN_READ)
         self.renewer: asyncio.Task[None] | None = None
-        self.wake = asyncio.Event()
 
 
 class RedisStore(LimitsStore):
@@ -307,9 +307,8 @@ class RedisStore(LimitsStore):
         delay = 0.05
         while True:
             try:
-                result = await asyncio.wait_for(
-                    operation(state), max(deadline - time.monotonic(), 0.001)
-                )
+                with anyio.fail_after(max(deadline - time.monotonic(), 0.001)):
+                    result = await operation(state)
             except self._errors as exc:
                 if local:
                     self._fall_back(exc)
@@ -365,22 +364,18 @@ class RedisStore(LimitsStore):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def idle(self) -> None:
-        """Wake the renewers (a pool gave its last place back)."""
-        for state in list(self._loops.values()):
-            state.wake.set()
-
     async def _renew(self, state: LoopState) -> None:
+        # Sleeps first: the place that started it was just leased. Ends once a whole
+        # interval passed with nothing held, so a process at rest sends nothing.
         interval = self.lease / 3
         while True:
+            await asyncio.sleep(interval)
             pools = [p for p in self._pools.values() if p.held > 0 or p.dirty]
             if not pools:
+                state.renewer = None
                 return
             for pool in pools:
                 await pool.renew()
-            state.wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(state.wake.wait(), interval)
 
     def __repr__(self) -> str:
         return (
