@@ -15,21 +15,30 @@ import time
 
 import pytest
 
-__all__ = ["RedisServer", "require_redis"]
+__all__ = ["RedisServer", "require_redis", "require_redis_py"]
 
 
-def require_redis() -> str:
-    """The path of redis-server and redis-py's presence; skip (or fail under CI) without."""
-    binary = shutil.which("redis-server")
+def _missing(message: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true: {message}")
+    pytest.skip(message)
+
+
+def require_redis_py() -> None:
+    """Skip without redis-py (fail under CI, where the dev extra installs it)."""
     try:
         import redis  # noqa: F401
     except ImportError:
-        binary = None
+        _missing('needs redis-py (pip install "surge[redis]")')
+
+
+def require_redis() -> str:
+    """The path of redis-server, with redis-py; skip (or fail under CI) without them."""
+    require_redis_py()
+    binary = shutil.which("redis-server")
     if binary is None:
-        message = 'needs redis-server on PATH and redis-py (pip install "surge[redis]")'
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true: {message}")
-        pytest.skip(message)
+        _missing("needs redis-server on PATH (apt-get install redis-server; .ci/run does)")
+    assert binary is not None
     return binary
 
 

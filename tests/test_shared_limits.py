@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 import surge
-from _redis import RedisServer, require_redis
+from _redis import RedisServer, require_redis, require_redis_py
 from surge import ConfigError, Cooldown, Endpoint, LLMClient, RateLimit, RedisStore, RetryPolicy
 from surge.testing import ChatRequest, Failure, Reply, SimulatedServer
 
@@ -73,7 +73,7 @@ def test_limits_store_must_be_a_store() -> None:
 
 @pytest.mark.anyio
 async def test_trio_is_refused_at_construction(anyio_backend: str) -> None:
-    pytest.importorskip("redis")
+    require_redis_py()
     if anyio_backend == "trio":
         with pytest.raises(ConfigError, match="asyncio only"):
             RedisStore()
@@ -82,7 +82,7 @@ async def test_trio_is_refused_at_construction(anyio_backend: str) -> None:
 
 
 def test_a_store_made_outside_a_loop_is_refused_by_a_client_made_on_trio() -> None:
-    pytest.importorskip("redis")
+    require_redis_py()
     import trio
 
     store = RedisStore()
@@ -160,6 +160,36 @@ async def test_what_the_server_said_slows_every_process(
     assert arrivals[1] - told >= 0.8  # the other process waited for the 1 s it was told
     await first.aclose()
     await second.aclose()
+
+
+@pytest.mark.anyio
+@asyncio_only
+async def test_tokens_are_corrected_by_the_usage_the_server_reports(
+    redis_server: RedisServer,
+) -> None:
+    arrivals: list[float] = []
+    usage = {"prompt_tokens": 2, "completion_tokens": 98, "total_tokens": 100}
+
+    def answer(request: ChatRequest) -> Reply:
+        arrivals.append(time.monotonic())
+        return Reply(content="ok", usage=usage if request.n == 0 else None)
+
+    store = RedisStore(redis_server.url, namespace="tpm")
+    async with SimulatedServer(reply=answer) as server:
+        # 6,000 tokens a minute: 100 tokens a second. "first" is estimated at 2 tokens,
+        # the server says 100 were used: the next request waits for the 98 more (~1 s).
+        client = LLMClient(
+            base_url=server.url,
+            rate_limit=RateLimit(tokens_per_minute=6000),
+            limits_store=store,
+        )
+        with anyio.fail_after(10):
+            await client.chat("first")
+            done = time.monotonic()
+            await client.chat("second")
+    assert len(arrivals) == 2
+    assert arrivals[1] - done >= 0.8
+    await store.aclose()
 
 
 @pytest.mark.anyio
