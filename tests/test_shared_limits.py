@@ -288,6 +288,9 @@ async def test_redis_down_then_back_falls_back_locally_with_one_warning(
     assert [c._limits.concurrency.in_use for c in clients] == [0, 0]  # type: ignore[union-attr]
     for store in stores:
         await store.aclose()
+    import redis
+
+    assert redis.Redis.from_url(own_redis.url).hlen("surge:{down}:c:4:n") == 0  # Redis agrees
 
 
 @pytest.mark.anyio

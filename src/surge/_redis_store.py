@@ -241,9 +241,13 @@ class RedisStore(LimitsStore):
     async def aclose(self) -> None:
         """Stop this event loop's lease renewer and close its Redis connections.
 
-        Places still held stay held until their lease lapses; call it after the calls.
+        Waits for the places given back in the background to reach Redis first. Places
+        still held stay held until their lease lapses; call it after the calls.
         """
         loop = asyncio.get_running_loop()
+        pending = [t for t in self._tasks if t.get_loop() is loop]
+        if pending:  # places given back in the background: let them land
+            await asyncio.gather(*pending, return_exceptions=True)
         state = self._loops.pop(loop, None)
         if state is None:
             return
