@@ -35,9 +35,11 @@ from surge._errors import (
     UnprocessableEntityError,
     WriteTimeout,
 )
+from surge._functions import PromptFunction, RenderedPrompt, function
 from surge._http import http_client
 from surge._limits import RateLimit
 from surge._parsing import parse
+from surge._prompt_template import Image
 from surge._redis_store import RedisStore
 from surge._retry import RetryPolicy
 from surge._store import LimitsStore
@@ -70,6 +72,7 @@ __all__ = [
     "DeadlineExceeded",
     "Endpoint",
     "FunctionCall",
+    "Image",
     "LLMClient",
     "LimitsStore",
     "LimitsUnavailable",
@@ -81,11 +84,13 @@ __all__ = [
     "PoolConfig",
     "PoolStats",
     "PoolTimeout",
+    "PromptFunction",
     "RateLimit",
     "RateLimitError",
     "ReadTimeout",
     "RedisStore",
     "RemoteProtocolError",
+    "RenderedPrompt",
     "ResponseFormatError",
     "ResponseMessage",
     "RetryPolicy",
@@ -101,6 +106,7 @@ __all__ = [
     "Usage",
     "WriteTimeout",
     "__version__",
+    "function",
     "http_client",
     "parse",
 ]
