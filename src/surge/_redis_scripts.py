@@ -3,7 +3,7 @@
 Every script reads the time from Redis (`TIME`), never from the client, so processes on
 machines with skewed clocks still agree. Every key a script writes gets an expiry, so a
 namespace nobody uses any more disappears by itself. All keys of one namespace carry the
-same hash tag (`surge:{namespace}:...`), so the scripts also run on Redis Cluster.
+same hash tag (`surge:{namespace}:...`), so a namespace's keys stay on one cluster slot.
 
 Concurrency keys (one pool per namespace and limit), in this order as KEYS:
   1 `...:n`  hash, process id -> places held
