@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import subprocess
 import sys
 import time
@@ -309,4 +310,22 @@ async def test_redis_down_raises_a_typed_error_then_works_again(own_redis: Redis
             await client.chat("after")
         assert server.stats.served == 2
     assert client._limits.concurrency.in_use == 0  # type: ignore[union-attr]
+    await store.aclose()
+
+
+@pytest.mark.anyio
+@asyncio_only
+async def test_the_password_stays_out_of_messages() -> None:
+    require_redis_py()
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"redis://:hunter2@127.0.0.1:{port}/0"
+    store = RedisStore(url, namespace="secret", timeout=0.2)
+    assert "hunter2" not in repr(store)
+    client = LLMClient(base_url="http://127.0.0.1:9/v1", max_concurrency=1, limits_store=store)
+    with anyio.fail_after(5), pytest.raises(surge.LimitsUnavailable) as caught:
+        await client.chat("hi")
+    assert "hunter2" not in str(caught.value)
+    assert caught.value.store == f"redis://***@127.0.0.1:{port}/0"
     await store.aclose()
