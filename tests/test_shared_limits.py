@@ -329,3 +329,43 @@ async def test_the_password_stays_out_of_messages() -> None:
     assert "hunter2" not in str(caught.value)
     assert caught.value.store == f"redis://***@127.0.0.1:{port}/0"
     await store.aclose()
+
+
+@pytest.mark.anyio
+@asyncio_only
+async def test_redis_down_fails_the_waiters_and_lets_the_holders_finish(
+    own_redis: RedisServer,
+) -> None:
+    release = anyio.Event()
+
+    async def held(request: ChatRequest) -> str:
+        await release.wait()
+        return "ok"
+
+    store = RedisStore(own_redis.url, namespace="waiters", timeout=0.3)
+    outcomes: list[str] = []
+    failed = anyio.Event()
+    async with SimulatedServer(reply=held) as server:
+        client = LLMClient(base_url=server.url, max_concurrency=2, limits_store=store)
+
+        async def call(i: int) -> None:
+            try:
+                await client.chat(f"call {i}")
+                outcomes.append("ok")
+            except surge.LimitsUnavailable:
+                outcomes.append("unavailable")
+                if outcomes.count("unavailable") == 3:
+                    failed.set()
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                for i in range(5):
+                    group.start_soon(call, i)
+                await server.wait_for(lambda s: s.in_flight == 2)
+                own_redis.stop()  # two calls hold the places, three wait for one
+                await failed.wait()  # the three fail within the store's timeout
+                release.set()
+    assert sorted(outcomes) == ["ok", "ok", "unavailable", "unavailable", "unavailable"]
+    assert server.stats.served == 2
+    assert client._limits.concurrency.in_use == 0  # type: ignore[union-attr]
+    await store.aclose()

@@ -179,6 +179,7 @@ class RedisStore(LimitsStore):
         except ImportError as exc:
             raise ConfigError(_INSTALL) from exc
         self.url = url
+        self.where = _redact(url)  # for messages: never the password
         self.namespace = namespace
         self.lease = float(lease)
         self.on_failure: FailurePolicy = on_failure
