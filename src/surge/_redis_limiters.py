@@ -14,7 +14,6 @@ request reserves the next start time on the server, so the pace holds across pro
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
@@ -226,6 +225,15 @@ class SharedConcurrency(Limiter):
                 except LimitsUnavailable as exc:
                     self._fail_all(exc)
                     return
+                except Exception as exc:  # a reply surge cannot read: never strand waiters
+                    self._fail_all(
+                        LimitsUnavailable(
+                            f"the limits store {self.store.where} failed while waiting for a "
+                            f"concurrency place: {type(exc).__name__}: {exc}",
+                            store=self.store.where,
+                        )
+                    )
+                    return
                 if isinstance(got, Local):
                     self._go_local()
                     self._serve_all_locally()
@@ -237,8 +245,8 @@ class SharedConcurrency(Limiter):
                 if got < want:
                     # Poll again soon; at once when a place of this process comes back.
                     self._nudge.clear()
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._nudge.wait(), delay)
+                    with anyio.move_on_after(delay):
+                        await self._nudge.wait()
                     delay = min(delay * 2, _POLL_MAX)
                 else:
                     delay = _POLL_FIRST
