@@ -79,7 +79,7 @@ def workers(count: int, **settings: object) -> Iterator[list[subprocess.Popen[st
         for worker in started:
             if worker.poll() is None:
                 worker.kill()
-                worker.wait(10)
+            worker.communicate(timeout=10)  # reaps it and closes its pipes
 
 
 def redis_client(server: RedisServer):  # type: ignore[no-untyped-def]
@@ -148,6 +148,7 @@ def test_a_killed_worker_gives_its_places_back_within_the_lease(
             "lease": lease,
         }
         victim = start_worker(tag="victim", calls=10, **settings)
+        survivor: subprocess.Popen[str] | None = None
         try:
             go(victim)
             server.wait_for_blocking(lambda s: s.in_flight == 10, timeout=20)
@@ -161,12 +162,13 @@ def test_a_killed_worker_gives_its_places_back_within_the_lease(
             assert server.stats.in_flight == 10  # it waits: every place is the victim's
             os.kill(victim.pid, signal.SIGKILL)
             killed = time.monotonic()
-            victim.wait(10)
+            victim.communicate(timeout=10)  # reaps it and closes its pipes
             outcome = result(survivor, timeout=lease + 20)
         finally:
-            for worker in (victim,):
-                if worker.poll() is None:
+            for worker in (victim, survivor):
+                if worker is not None and worker.poll() is None:
                     worker.kill()
+                    worker.communicate(timeout=10)
         stats = server.stats
     assert outcome == {"done": 20, "errors": [], "in_use": 0}
     served = sorted(message for _, message in arrivals.seen)
