@@ -92,3 +92,8 @@ class RedisServer:
             self.process.kill()
             self.process.wait(10)
             self.process = None
+
+    def remove(self) -> None:
+        """Stop for good and delete the working directory."""
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)

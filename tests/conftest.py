@@ -21,4 +21,4 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer(require_redis())
     server.start()
     yield server
-    server.stop()
+    server.remove()

@@ -31,7 +31,7 @@ def own_redis() -> Iterator[RedisServer]:
     server = RedisServer(require_redis())
     server.start()
     yield server
-    server.stop()
+    server.remove()
 
 
 # ------------------------------------------------------------------ construction
