@@ -243,6 +243,21 @@ async def test_keys_expire(redis_server: RedisServer) -> None:
     assert all(0 < plain.pttl(key) <= 65_000 for key in keys)
 
 
+@pytest.mark.anyio
+@asyncio_only
+async def test_no_rate_limit_and_no_hints_costs_no_round_trip(redis_server: RedisServer) -> None:
+    import redis
+
+    store = RedisStore(redis_server.url, namespace="norate")
+    async with SimulatedServer() as server:
+        client = LLMClient(
+            base_url=server.url, rate_limit=RateLimit(adaptive=False), limits_store=store
+        )
+        await client.chat("hi")
+    await store.aclose()
+    assert redis.Redis.from_url(redis_server.url).keys("surge:{norate}:*") == []
+
+
 # ------------------------------------------------------------------ Redis failures
 
 

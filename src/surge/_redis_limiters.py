@@ -325,6 +325,8 @@ class SharedRate(Limiter):
 
     async def acquire(self, cost: int) -> None:
         """Reserve the next start time on Redis (one round trip), then wait for it."""
+        if not (self._per_request or self._per_token or self.config.adaptive):
+            return  # nothing to pace and no server hints to follow: no round trip
         delta, self._delta = self._delta, 0
 
         async def reserve(state: LoopState) -> int:
