@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import anyio
+
 from _redis import RedisServer
 from surge.testing import ChatRequest, Failure, SimulatedServer
 
@@ -36,6 +38,29 @@ class Arrivals:
         if request.last_user_message != "warmup":
             with self.lock:
                 self.seen.append((time.monotonic(), request.last_user_message))
+        return "ok"
+
+
+class FirstWaveHeld(Arrivals):
+    """Arrivals, and each answer waits (up to 5 s) until `size` requests were in at once.
+
+    So the first wave of places is all at the server together however slow the machine,
+    and the peak says exactly how many places the workers held: with a limit that is too
+    low the peak stays below `size`, with one too high it goes above.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self.server: SimulatedServer | None = None
+
+    async def __call__(self, request: ChatRequest) -> str:  # type: ignore[override]
+        super().__call__(request)
+        assert self.server is not None
+        if request.last_user_message == "warmup":
+            return "ok"
+        with anyio.move_on_after(5):
+            await self.server.wait_for(lambda s: s.peak_in_flight >= self.size)
         return "ok"
 
 
@@ -89,8 +114,10 @@ def redis_client(server: RedisServer):  # type: ignore[no-untyped-def]
 
 
 def test_four_workers_share_max_concurrency_50(redis_server: RedisServer) -> None:
-    arrivals = Arrivals()
-    with SimulatedServer(latency=0.2, reply=arrivals) as server:
+    arrivals = FirstWaveHeld(50)
+    server = SimulatedServer(latency=0.2, reply=arrivals)
+    arrivals.server = server
+    with server:
         settings = {"server": server.url, "redis": redis_server.url, "namespace": "conc50"}
         with workers(4, calls=100, max_concurrency=50, warmup=True, **settings) as started:
             for worker in started:
