@@ -52,6 +52,7 @@ back to per-process limits (with one warning per outage)."""
 
 log = logging.getLogger("surge")
 
+_IN_FLIGHT = 8  # Redis operations in flight at once per process and event loop
 _RECHECK = 1.0  # seconds between attempts to reach Redis again, under on_failure="local"
 _INSTALL = 'RedisStore needs redis-py: pip install "surge[redis]"'
 
@@ -109,6 +110,9 @@ class LoopState:
         self.rate_settle = redis.register_script(RATE_SETTLE)
         self.cooldown_read = redis.register_script(COOLDOWN_READ)
         self.renewer: asyncio.Task[None] | None = None
+        # Operations in flight at once: a burst of callers reuses a few connections
+        # instead of opening one each (and timing out while they are set up).
+        self.slots = asyncio.Semaphore(_IN_FLIGHT)
 
 
 class RedisStore(LimitsStore):
@@ -308,7 +312,20 @@ class RedisStore(LimitsStore):
         if local and time.monotonic() < self._down_until:
             return LOCAL
         state = self.state()
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + self.timeout  # the wait for a slot counts too
+        async with state.slots:
+            return await self._run(what, operation, state, deadline, best_effort=best_effort)
+
+    async def _run(
+        self,
+        what: str,
+        operation: Callable[[LoopState], Awaitable[T]],
+        state: LoopState,
+        deadline: float,
+        *,
+        best_effort: bool,
+    ) -> T | Local:
+        local = self.on_failure == "local"
         delay = 0.05
         while True:
             try:
