@@ -37,6 +37,7 @@ from surge._errors import (
 from surge._http import http_client
 from surge._limits import RateLimit
 from surge._parsing import parse
+from surge._progress import BatchProgress
 from surge._retry import RetryPolicy
 from surge._structured.run import StructuredOutputError, StructuredResult
 from surge._timings import PoolStats, Timings
@@ -57,6 +58,7 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "BatchProgress",
     "ChatResponse",
     "Choice",
     "ConfigError",

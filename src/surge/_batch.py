@@ -307,14 +307,17 @@ class AsCompleted(Generic[R]):
                 await run.run(workers)
 
         with display:
-            token = CALL_OBSERVER.set(run.tracker.observe if run.tracker is not None else None)
-            try:
-                async with anyio.create_task_group() as group, receive:
-                    group.start_soon(produce)
+            async with anyio.create_task_group() as group, receive:
+                # The workers see the observer: a task copies the context it starts in.
+                token = CALL_OBSERVER.set(run.tracker.observe if run.tracker else None)
+                group.start_soon(produce)
+                CALL_OBSERVER.reset(token)
+                try:
                     async for pair in receive:
                         yield pair
-            finally:
-                CALL_OBSERVER.reset(token)
+                except GeneratorExit:  # closed early (`break` in `async with`): stop the rest
+                    group.cancel_scope.cancel()
+                    return
         if run.error is not None:
             raise run.error
 
