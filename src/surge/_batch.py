@@ -82,8 +82,10 @@ def render_prompt(template: str, item: Any) -> str:
     Raises:
         ConfigError: The template names a field the item does not have.
     """
-    fields = item if isinstance(item, Mapping) else {}
     try:
+        if isinstance(item, (str, int, float)):  # the common case, and no Mapping check
+            return template.format(item, item=item)
+        fields = item if isinstance(item, Mapping) else {}
         return template.format(item, **{**fields, "item": item})
     except (KeyError, IndexError, AttributeError, ValueError, TypeError) as exc:
         raise ConfigError(
@@ -94,13 +96,8 @@ def render_prompt(template: str, item: Any) -> str:
 
 def _call_for(client: ChatFunction, fn_or_prompt: Any) -> Callable[[Any], Awaitable[Any]]:
     if isinstance(fn_or_prompt, str):
-        template = fn_or_prompt
-        check_template(template)
-
-        async def prompt(item: Any) -> ChatResponse:
-            return await client.chat(render_prompt(template, item))
-
-        return prompt
+        check_template(fn_or_prompt)
+        return client.chat  # with the template rendered by the worker: one coroutine less
     if callable(fn_or_prompt):
         return fn_or_prompt  # type: ignore[no-any-return]
     raise ConfigError(
@@ -120,7 +117,7 @@ def _check_concurrency(concurrency: int | None, default: int) -> int:
 class _Source:
     """The items, pulled one at a time (under a lock for an async iterable) and numbered."""
 
-    __slots__ = ("_aiter", "_iter", "_lock", "pulled")
+    __slots__ = ("_aiter", "_iter", "_lock", "pulled", "sync")
 
     def __init__(self, items: Any) -> None:
         self.pulled = 0
@@ -136,15 +133,23 @@ class _Source:
             raise ConfigError(
                 f"items must be an iterable or an async iterable, not {type(items).__name__}"
             )
+        self.sync = self._iter is not None
+
+    def next_sync(self) -> tuple[int, Any] | None:
+        """The next item of a plain iterable and its index, or None at the end."""
+        item = next(self._iter, _END)
+        if item is _END:
+            return None
+        self.pulled += 1
+        return self.pulled - 1, item
 
     async def next(self) -> tuple[int, Any] | None:
         """The next item and its index, or None at the end."""
-        if self._iter is not None:
-            item = next(self._iter, _END)
-        else:
-            assert self._lock is not None
-            async with self._lock:
-                item = await anext(self._aiter, _END)
+        if self.sync:
+            return self.next_sync()
+        assert self._lock is not None
+        async with self._lock:
+            item = await anext(self._aiter, _END)
         if item is _END:
             return None
         self.pulled += 1
@@ -157,12 +162,14 @@ class _Run:
     def __init__(
         self,
         call: Callable[[Any], Awaitable[Any]],
+        template: str | None,
         items: Any,
         concurrency: int,
         return_exceptions: bool,
         tracker: ProgressTracker | None,
     ) -> None:
         self.call = call
+        self.template = template
         self.source = _Source(items)
         self.concurrency = concurrency
         self.return_exceptions = return_exceptions
@@ -180,14 +187,17 @@ class _Run:
             group.start_soon(self.worker, got, group)
 
     async def worker(self, got: tuple[int, Any] | None, group: TaskGroup) -> None:
-        call, tracker, source = self.call, self.tracker, self.source
+        call, template, tracker, source = self.call, self.template, self.tracker, self.source
         results, send = self.results, self.send
         while got is not None:
             index, item = got
             if tracker is not None:
                 tracker.started()
             try:
-                value = await call(item)
+                if template is None:
+                    value = await call(item)
+                else:
+                    value = await call(render_prompt(template, item))
                 ok = True
             except Exception as exc:
                 if not self.return_exceptions:
@@ -205,7 +215,7 @@ class _Run:
                 results[index] = value
             else:
                 await send.send((index, value))
-            got = await source.next()
+            got = source.next_sync() if source.sync else await source.next()
 
 
 def _prepare(
@@ -227,7 +237,8 @@ def _prepare(
         if total is None and hasattr(items, "__len__"):
             total = len(items)
         tracker = ProgressTracker(total, sink)
-    return _Run(call, items, limit, return_exceptions, tracker), display or nullcontext()
+    template = fn_or_prompt if isinstance(fn_or_prompt, str) else None
+    return _Run(call, template, items, limit, return_exceptions, tracker), display or nullcontext()
 
 
 async def run_map(
