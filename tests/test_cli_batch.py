@@ -328,3 +328,53 @@ def test_no_progress(tmp_path: Path, extra: list[str]) -> None:
         )
     assert result.returncode == 0
     assert "finished" not in result.stdout
+
+
+NO_RICH = "import sys; sys.modules['rich'] = None; from surge._cli import main; sys.exit(main())"
+
+
+def test_batch_and_demo_work_without_rich(tmp_path: Path) -> None:
+    source = write_lines(tmp_path / "in.jsonl", "hi", "there")
+    with SimulatedServer() as server:
+        batch = subprocess.run(
+            [sys.executable, "-c", NO_RICH, "batch", str(source), "-o", str(tmp_path / "o"),
+             "--base-url", server.url],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert batch.returncode == 0, batch.stderr
+    assert "batch: 2/2 finished (0 failed), 0 in flight" in batch.stdout
+    demo = subprocess.run(
+        [sys.executable, "-c", NO_RICH, "demo", "-n", "5", "--latency", "0.05"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stderr
+    assert "verdict" in demo.stdout
+
+
+def test_on_a_terminal_the_progress_bar_is_rich(tmp_path: Path) -> None:
+    import pty
+
+    source = write_lines(tmp_path / "in.jsonl", *(f"p{i}" for i in range(5)))
+    with SimulatedServer() as server:
+        controller, terminal = pty.openpty()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "surge._cli", "batch", str(source), "-o",
+             str(tmp_path / "o"), "--base-url", server.url],
+            stdout=terminal, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        os.close(terminal)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        os.close(controller)
+        assert process.wait(timeout=120) == 0
+    text = seen.decode("utf-8", errors="replace")
+    assert "━" in text  # rich's bar
+    assert "5/5" in text
+    assert "batch: 5/5 finished" not in text  # not the plain lines
