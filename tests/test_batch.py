@@ -321,3 +321,12 @@ def test_plain_display_prints_at_most_once_a_second_and_the_last() -> None:
         "job: 3/10",
         "job: 10/10",
     ]
+    out = io.StringIO()
+    with TerminalProgress(stream=out, label="job") as display:
+        for elapsed, finished in [(0.0, 1), (0.5, 2), (0.6, 3)]:
+            display(at(elapsed, finished))
+    # The record held back is printed when the display closes.
+    assert [line.split(" finished")[0] for line in out.getvalue().splitlines()] == [
+        "job: 1/10",
+        "job: 3/10",
+    ]

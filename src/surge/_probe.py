@@ -12,6 +12,7 @@ server (`Timings.ttfb`).
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -138,7 +139,8 @@ async def _probe(args: Any, extra: dict[str, Any]) -> ProbeReport:
     pool: dict[str, Any] = {}
     if args.max_connections is not None:
         pool["max_connections"] = args.max_connections
-    offered = bool(args.http2) or str(args.base_url or "").startswith("https:")
+    base_url = args.base_url or os.environ.get("OPENAI_BASE_URL") or ""
+    offered = bool(args.http2) or base_url.startswith("https:")
     client = LLMClient(
         base_url=args.base_url,
         api_key=args.api_key,

@@ -177,6 +177,7 @@ class TerminalProgress:
         self._stream = stream if stream is not None else sys.stdout
         self._label = label
         self._last_line = float("-inf")
+        self._unprinted: BatchProgress | None = None
         self._bar: Any = None
         self._task: Any = None
         if rich and self._stream.isatty():
@@ -191,6 +192,8 @@ class TerminalProgress:
     def __exit__(self, *exc_info: object) -> None:
         if self._bar is not None:
             self._bar.stop()
+        elif self._unprinted is not None:  # the last record, when it was held back
+            self._print(self._unprinted)
 
     def __call__(self, progress: BatchProgress) -> None:
         """Show one `BatchProgress` (plain lines at most once a second, and the last one)."""
@@ -205,8 +208,14 @@ class TerminalProgress:
             return
         last = progress.total is not None and progress.finished >= progress.total
         if last or progress.elapsed - self._last_line >= _PLAIN_EVERY:
-            self._last_line = progress.elapsed
-            print(f"{self._label}: {progress.line()}", file=self._stream, flush=True)
+            self._print(progress)
+        else:
+            self._unprinted = progress
+
+    def _print(self, progress: BatchProgress) -> None:
+        self._last_line = progress.elapsed
+        self._unprinted = None
+        print(f"{self._label}: {progress.line()}", file=self._stream, flush=True)
 
 
 def _rich_bar(stream: TextIO) -> Any:
