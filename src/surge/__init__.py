@@ -34,10 +34,12 @@ from surge._errors import (
     UnprocessableEntityError,
     WriteTimeout,
 )
+from surge._functions import PromptFunction, RenderedPrompt, function
 from surge._http import http_client
 from surge._limits import RateLimit
 from surge._parsing import parse
 from surge._progress import BatchProgress
+from surge._prompt_template import Image
 from surge._retry import RetryPolicy
 from surge._structured.run import StructuredOutputError, StructuredResult
 from surge._timings import PoolStats, Timings
@@ -69,6 +71,7 @@ __all__ = [
     "DeadlineExceeded",
     "Endpoint",
     "FunctionCall",
+    "Image",
     "LLMClient",
     "Message",
     "NotFoundError",
@@ -78,10 +81,12 @@ __all__ = [
     "PoolConfig",
     "PoolStats",
     "PoolTimeout",
+    "PromptFunction",
     "RateLimit",
     "RateLimitError",
     "ReadTimeout",
     "RemoteProtocolError",
+    "RenderedPrompt",
     "ResponseFormatError",
     "ResponseMessage",
     "RetryPolicy",
@@ -97,6 +102,7 @@ __all__ = [
     "Usage",
     "WriteTimeout",
     "__version__",
+    "function",
     "http_client",
     "parse",
 ]
