@@ -7,6 +7,9 @@ import re
 import subprocess
 import sys
 
+import pytest
+
+from _llama import LlamaServerFactory
 from surge._probe import Level, ProbeReport, first_wave, levels, verdict
 from surge.testing import SimulatedServer
 
@@ -78,7 +81,9 @@ def test_burst_sizes_and_first_waves() -> None:
     assert levels(6) == [1, 2, 4, 6]
     assert levels(1) == [1]
     assert first_wave([1.0, 1.1, 1.2, 2.0, 2.1, 3.0]) == 3
-    assert first_wave([0.5, 0.7, 0.74]) == 3
+    assert first_wave([0.5, 0.55, 0.6]) == 3
+    assert first_wave([0.5, 0.7, 0.74]) == 1  # a gap of 0.2 s is more than 0.5 s / 4
+    assert first_wave([3.0, 6.0, 3.1, 3.05]) == 3  # in any order
     assert first_wave([]) == 0
 
 
@@ -94,3 +99,18 @@ def test_the_slot_count_is_the_median_first_wave_of_the_sizes_that_queued() -> N
     unlimited = ProbeReport([Level(4, waves=[4])], 1000, "HTTP/1.1", False)
     assert unlimited.slots is None
     assert verdict(unlimited, 4).startswith("the server served all 4 calls at once")
+
+
+@pytest.mark.realserver
+@pytest.mark.parametrize("parallel", [6, 3])
+def test_probe_finds_llama_servers_slots(llama_server: LlamaServerFactory, parallel: int) -> None:
+    server = llama_server(parallel=parallel, ctx=1024 * parallel)
+    result = probe(
+        "--base-url", server.url, "--max-concurrency", "16", "--max-tokens", "300",
+        "--rounds", "2",
+        "--extra-body", '{"ignore_eos": true, "temperature": 0}',
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = SERVER_VERDICT.search(result.stdout)
+    assert found is not None, result.stdout
+    assert parallel - 1 <= int(found[1]) <= parallel + 1, result.stdout

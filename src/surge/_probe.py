@@ -3,8 +3,10 @@
 Bursts of 1, 2, 4, ... short calls are sent at once, a few rounds each. While a burst fits
 in the server's slots every call takes about as long as one alone; past that the calls come
 back in waves, and the first wave is as large as the number of slots. So each burst's first
-wave is counted (calls that finished before 1.5 times the burst's fastest call): the first
-burst size where it is smaller than the burst gives the slot count. The calls after the
+wave is counted (the calls that finished before the first gap, between two calls in finishing
+order, longer than a quarter of the fastest call's latency: calls served together finish
+together, even on a server whose slots share one CPU and all slow down): the first burst
+sizes where it is smaller than the burst give the slot count. The calls after the
 first wave then say where they waited: in the client's pool (`Timings.queued`) or at the
 server (`Timings.ttfb`).
 """
@@ -24,7 +26,7 @@ from surge._timings import Timings
 
 __all__ = ["Level", "ProbeReport", "first_wave", "levels", "run_probe", "verdict"]
 
-_WAVE = 1.5  # a call slower than this many times the burst's fastest is in a later wave
+_GAP = 0.25  # a gap this long, relative to the fastest call, separates two waves
 _CONFIRM = 2  # stop after this many burst sizes that came back in waves
 
 
@@ -39,10 +41,11 @@ def levels(cap: int) -> list[int]:
 
 def first_wave(latencies: list[float]) -> int:
     """How many calls of one burst finished in its first wave."""
-    if not latencies:
-        return 0
-    fastest = min(latencies)
-    return sum(1 for t in latencies if t < _WAVE * fastest)
+    ordered = sorted(latencies)
+    for i in range(1, len(ordered)):
+        if ordered[i] - ordered[i - 1] > _GAP * ordered[0]:
+            return i
+    return len(ordered)
 
 
 @dataclass(slots=True)
@@ -170,12 +173,13 @@ async def _probe(args: Any, extra: dict[str, Any]) -> ProbeReport:
                 ]
                 if not done:
                     return report
+                done.sort(key=lambda pair: pair[0])
                 latencies = [t for t, _ in done]
-                fastest = min(latencies)
+                wave = first_wave(latencies)
                 level.latencies += latencies
-                level.waves.append(first_wave(latencies))
-                for latency, timings in done:
-                    (level.first if latency < _WAVE * fastest else level.late).append(timings)
+                level.waves.append(wave)
+                level.first += [timings for _, timings in done[:wave]]
+                level.late += [timings for _, timings in done[wave:]]
                 report.http_version = done[0][1].http_version
             report.levels.append(level)
             _print_level(level)
