@@ -84,12 +84,14 @@ def test_burst_sizes_and_first_waves() -> None:
     assert first_wave([0.5, 0.55, 0.6]) == 3
     assert first_wave([0.5, 0.7, 0.74]) == 1  # a gap of 0.2 s is more than 0.5 s / 4
     assert first_wave([3.0, 6.0, 3.1, 3.05]) == 3  # in any order
+    assert first_wave([1.0] * 6 + [2.0] * 6 + [3.0] * 4) == 6
+    assert first_wave([1.0] * 7 + [6.0]) == 7  # a straggler
     assert first_wave([]) == 0
 
 
-def test_the_slot_count_is_the_median_first_wave_of_the_sizes_that_queued() -> None:
+def test_the_slot_count_is_the_largest_first_wave_of_the_sizes_that_queued() -> None:
     report = ProbeReport(
-        [Level(4, waves=[4, 4, 4]), Level(8, waves=[6, 5, 6]), Level(16, waves=[7, 6, 7])],
+        [Level(4, waves=[4, 3, 4]), Level(8, waves=[6, 5, 4]), Level(16, waves=[6, 6, 3])],
         max_connections=1000,
         http_version="HTTP/1.1",
         http2_offered=False,
