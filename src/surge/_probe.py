@@ -1,415 +1,237 @@
-"""`ChatStream`: one streamed chat completion, read chunk by chunk.
+"""`surge probe`: how many calls does a server serve at once, and who makes the rest wait?
 
-```python
-async with client.stream(messages) as stream:
-    async for text in stream.text_deltas():
-        print(text, end="")
-    response = await stream.response()
-```
-
-The stream is opened through the client's `CallPath` (limits, retries, endpoints,
-deadline). Retries and endpoint fallback happen only until the first event has arrived:
-from then on what the caller saw cannot be taken back. Leaving the `async with` block in
-any way (the end, `break`, an exception, a cancellation) closes the response at once: surge's
-pool closes an HTTP/1.1 connection that was not read to the end (so the server sees the
-client go) and resets an HTTP/2 stream; the connection place, the concurrency place and
-the rate-limit turn are given back.
+Bursts of 1, 2, 4, ... short calls are sent at once, a few rounds each. While a burst fits
+in the server's slots every call takes about as long as one alone; past that the calls come
+back in waves, and the first wave is as large as the number of slots. So each burst's first
+wave is counted (the calls that finished before the first gap, between two calls in finishing
+order, longer than a quarter of the fastest call's latency: calls served together finish
+together, even on a server whose slots share one CPU and all slow down). The first burst
+sizes where it is smaller than the burst give the slot count: the largest first wave seen,
+since noise on a loaded machine can split a wave but not merge two. The calls after the
+first wave then say where they waited: in the client's pool (`Timings.queued`) or at the
+server (`Timings.ttfb` beyond what one call alone takes).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import statistics
+import sys
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from types import TracebackType
+from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
-import httpx
-
-from surge._call import CallPath, StreamLease
-from surge._decode import decode_chat
-from surge._errors import (
-    BadRequestError,
-    ConfigError,
-    DeadlineExceeded,
-    ReadTimeout,
-    RemoteProtocolError,
-)
-from surge._http import translate_error
-from surge._retry import RetryPolicy
-from surge._streaming.chunks import Assembler, StreamChunk, ToolCallDelta, decode_event
-from surge._streaming.sse import SSEDecoder
+from surge._errors import ConfigError, SurgeError
 from surge._timings import Timings
-from surge._types import ChatResponse
 
-__all__ = ["ChatStream", "StreamReader", "chat_stream", "open_reader", "stream_body"]
+__all__ = ["Level", "ProbeReport", "first_wave", "levels", "run_probe", "verdict"]
 
-
-class StreamReader:
-    """Reads a response body into chunks: bytes, then events, then `StreamChunk`s.
-
-    Args:
-        response: The streamed response (status already checked).
-        url: Its URL, for messages.
-        allow_truncated: Accept a stream that ends without `[DONE]`.
-    """
-
-    __slots__ = (
-        "_body",
-        "_decoder",
-        "_json_body",
-        "_json_parts",
-        "allow_truncated",
-        "done",
-        "ended",
-        "queue",
-        "response",
-        "url",
-    )
-
-    def __init__(self, response: httpx.Response, url: str, allow_truncated: bool) -> None:
-        self.response = response
-        self.url = url
-        self.allow_truncated = allow_truncated
-        self.queue: deque[StreamChunk] = deque()
-        self.done = False  # [DONE] (or the end) was seen
-        self.ended = False  # the body was read to its end
-        self._decoder = SSEDecoder()
-        content_type = response.headers.get("content-type", "")
-        # A server that ignored stream=True and answered with one JSON completion.
-        self._json_body = "json" in content_type and "event-stream" not in content_type
-        self._json_parts: list[bytes] = []
-        stream = response.stream
-        if isinstance(stream, httpx.AsyncByteStream) and not response.headers.get(
-            "content-encoding"
-        ):
-            self._body: AsyncIterator[bytes] = stream.__aiter__()
-        else:
-            self._body = response.aiter_bytes()
-
-    async def fill(self, read_timeout: float | None) -> None:
-        """Read once from the network and queue the chunks it completed.
-
-        Raises:
-            ReadTimeout: Nothing arrived within the read timeout.
-            RemoteProtocolError: The connection dropped, or the stream ended without
-                `[DONE]` (unless `allow_truncated`).
-            APIStatusError: The server sent an `{"error": ...}` event.
-            ResponseFormatError: An event is not a chat-completion chunk.
-        """
-        try:
-            data = await self._body.__anext__()
-        except StopAsyncIteration:
-            self.ended = True
-            self._end()
-            return
-        except httpx.ReadTimeout:
-            waited = f" for {read_timeout:g} s" if read_timeout is not None else ""
-            raise ReadTimeout(
-                f"POST {self.url}: no data arrived{waited} while waiting for the next chunk "
-                "of the stream (the read timeout, per read)",
-                method="POST",
-                url=self.url,
-            ) from None
-        except httpx.HTTPError as exc:
-            raise translate_error(exc, "POST", self.url) from None
-        if self._json_body:
-            self._json_parts.append(data)
-            return
-        for event in self._decoder.feed(data):
-            payload = event.raw
-            if payload == b"[DONE]":
-                self.done = True
-                break
-            if event.event == "error" and not payload.startswith(b"{"):
-                payload = json.dumps({"error": {"message": event.data}}).encode()
-            self.queue.extend(decode_event(payload, self.url))
-
-    async def drain(self) -> None:
-        """After `[DONE]`: read the body's last bytes, up to 64 KiB.
-
-        The chunked terminator (HTTP/1.1) or END_STREAM (HTTP/2) comes right after
-        `[DONE]`; reading it lets the connection be reused and shows the server a
-        complete exchange rather than a cancellation.
-        """
-        received = 0
-        try:
-            while received < 65536:
-                received += len(await self._body.__anext__())
-        except StopAsyncIteration:
-            self.ended = True
-        except httpx.HTTPError:
-            pass
-
-    async def close(self) -> None:
-        """Close the body iterator (an async generator) now rather than when collected."""
-        close = getattr(self._body, "aclose", None)
-        if close is not None:
-            await close()
-
-    def _end(self) -> None:
-        if self._json_body:
-            body = b"".join(self._json_parts)
-            chat = decode_chat(body, status_code=self.response.status_code, url=self.url)
-            for choice in chat.choices:
-                raw = {**chat.raw, "object": "chat.completion.chunk"}
-                message = choice.message
-                self.queue.append(
-                    StreamChunk(
-                        raw,
-                        content=message.content,
-                        tool_calls=tuple(
-                            ToolCallDelta(i, c.id, c.function.name, c.function.arguments)
-                            for i, c in enumerate(message.tool_calls or [])
-                        ),
-                        finish_reason=choice.finish_reason,
-                        usage=chat.usage if choice.index == chat.choices[0].index else None,
-                        index=choice.index,
-                        role=message.role,
-                    )
-                )
-            self.done = True
-            return
-        midway = self._decoder.pending
-        self._decoder.close()
-        self.done = True
-        if not self.allow_truncated:
-            where = "in the middle of an event" if midway else "without sending [DONE]"
-            raise RemoteProtocolError(
-                f"POST {self.url}: the stream ended {where}; the answer may be cut short "
-                "(pass allow_truncated=True to keep what arrived)",
-                method="POST",
-                url=self.url,
-            )
+_GAP = 0.25  # a gap this long, relative to the fastest call, separates two waves
+_CONFIRM = 2  # stop after this many burst sizes that came back in waves
 
 
-async def open_reader(
-    response: httpx.Response, url: str, allow_truncated: bool, read_timeout: float | None
-) -> StreamReader:
-    """Start reading a response: up to its first chunk (or its end)."""
-    reader = StreamReader(response, url, allow_truncated)
-    while not reader.queue and not reader.done:
-        await reader.fill(read_timeout)
-    return reader
+def levels(cap: int) -> list[int]:
+    """Burst sizes: 1, 2, 4, ... up to `cap`, and `cap` itself."""
+    sizes, size = [], 1
+    while size < cap:
+        sizes.append(size)
+        size *= 2
+    return [*sizes, cap]
 
 
-class ChatStream:
-    """A streamed chat completion: an async context manager, then an async iterator.
+def first_wave(latencies: list[float]) -> int:
+    """How many calls of one burst finished in its first wave."""
+    ordered = sorted(latencies)
+    for i in range(1, len(ordered)):
+        if ordered[i] - ordered[i - 1] > _GAP * ordered[0]:
+            return i
+    return len(ordered)
 
-    Made by `LLMClient.stream`; opened by `async with`. Iterate it for `StreamChunk`s,
-    or `text_deltas()` for the text alone; `await response()` drains what is left and
-    returns the `ChatResponse` a non-streaming call would have given.
+
+@dataclass(slots=True)
+class Level:
+    """What the bursts of one size saw.
 
     Attributes:
-        text: The first choice's text so far.
-        timings: The call's timings (`ttft`, `max_gap`, ... filled as the stream goes).
-        request_id: The server's request id, when it sent one.
+        size: Calls per burst.
+        latencies: Every call's latency, seconds, every round.
+        waves: Each round's first-wave count.
+        late: The timings of the calls after the first wave.
+        first: The timings of the first-wave calls.
     """
 
-    def __init__(
-        self,
-        open_stream: Callable[[], Awaitable[StreamLease[StreamReader]]],
-        read_timeout: float | None,
-    ) -> None:
-        self._open = open_stream
-        self._read_timeout = read_timeout
-        self._lease: StreamLease[StreamReader] | None = None
-        self._reader: StreamReader | None = None
-        self._assembler = Assembler()
-        self._text: list[str] = []
-        self._joined = ""
-        self._last: float | None = None
-        self._closed = False
-        self._response: ChatResponse | None = None
-        self.timings = Timings()
-
-    # -- lifetime ------------------------------------------------------------------------
-
-    async def __aenter__(self) -> ChatStream:
-        if self._lease is not None or self._closed:
-            raise ConfigError("a ChatStream can be opened once; call client.stream() again")
-        self._lease = await self._open()
-        self._reader = self._lease.reader
-        self.timings = self._lease.timings
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the response (resetting or closing its connection when unfinished).
-
-        Safe to call twice, and from a cancelled task: nothing in it waits.
-        """
-        if self._closed:
-            return
-        self._closed = True
-        lease = self._lease
-        if lease is None:
-            return
-        with anyio.CancelScope(shield=True):
-            try:
-                await lease.reader.close()  # an unfinished body closes its connection
-                await lease.response.aclose()
-            finally:
-                usage = self._assembler.usage
-                await lease.release(usage.total_tokens if usage is not None else None)
-        self.timings.total = time.perf_counter() - lease.started
-
-    # -- reading -------------------------------------------------------------------------
-
-    def __aiter__(self) -> ChatStream:
-        return self
-
-    async def __anext__(self) -> StreamChunk:
-        reader = self._reader
-        if reader is None:
-            raise ConfigError("open the stream first: `async with client.stream(...) as stream:`")
-        while not reader.queue:
-            if self._closed:
-                raise StopAsyncIteration
-            if reader.done:
-                if not reader.ended:
-                    await self._guard(reader.drain())
-                raise StopAsyncIteration
-            await self._guard(reader.fill(self._read_timeout))
-        chunk = reader.queue.popleft()
-        self._take(chunk)
-        return chunk
-
-    async def _guard(self, read: Awaitable[None]) -> None:
-        """Run one read under what is left of the call's deadline."""
-        lease = self._lease
-        assert lease is not None
-        state = lease.state
-        if state.deadline is None:
-            await read
-            return
-        state.phase = "reading the stream (waiting for the next chunk)"
-        with anyio.move_on_after(state.remaining()) as scope:
-            await read
-        if scope.cancelled_caught:
-            error = state.exceeded()
-            raise DeadlineExceeded(
-                str(error), phase=error.phase, deadline=error.deadline, method="POST", url=lease.url
-            )
-
-    def _take(self, chunk: StreamChunk) -> None:
-        now = time.perf_counter()
-        lease = self._lease
-        assert lease is not None
-        timings = self.timings
-        if self._last is not None:
-            gap = now - self._last
-            if gap > timings.max_gap:
-                timings.max_gap = gap
-        self._last = now
-        if not timings.ttft and (chunk.content or chunk.tool_calls):
-            timings.ttft = now - lease.sent
-        if chunk.content and chunk.index == 0:
-            self._text.append(chunk.content)
-        self._assembler.add(chunk)
-
-    async def text_deltas(self) -> AsyncIterator[str]:
-        """Iterate over the first choice's text pieces (chunks without text are skipped)."""
-        async for chunk in self:
-            if chunk.content and chunk.index == 0:
-                yield chunk.content
+    size: int
+    latencies: list[float] = field(default_factory=list)
+    waves: list[int] = field(default_factory=list)
+    late: list[Timings] = field(default_factory=list)
+    first: list[Timings] = field(default_factory=list)
 
     @property
-    def text(self) -> str:
-        """The first choice's text received so far."""
-        if len(self._text) > 1:
-            self._text = ["".join(self._text)]
-        return self._text[0] if self._text else ""
+    def served_at_once(self) -> int:
+        """The largest first wave of the rounds (noise can split a wave, not merge two)."""
+        return max(self.waves, default=0)
 
     @property
-    def assembler(self) -> Assembler:
-        """What has been assembled so far (tool-call arguments included)."""
-        return self._assembler
-
-    @property
-    def request_id(self) -> str | None:
-        """The server's request id (`x-request-id` and kin), when it sent one."""
-        return self._lease.request_id if self._lease is not None else None
-
-    async def response(self) -> ChatResponse:
-        """Read the rest of the stream; return the whole answer as one `ChatResponse`.
-
-        Returns:
-            The same response a non-streaming call gives: content and tool calls
-            assembled, `finish_reason`, `usage` (when the server sent it), `timings`,
-            `attempts`, `endpoint`, `request_id`. `raw` is built from the chunks.
-        """
-        if self._response is not None:
-            return self._response
-        async for _ in self:
-            pass
-        lease = self._lease
-        if lease is None:
-            raise ConfigError("open the stream first: `async with client.stream(...) as stream:`")
-        response = self._assembler.response()
-        self.timings.total = time.perf_counter() - lease.started
-        response._timings = self.timings
-        response._request_id = lease.request_id
-        response._attempts = tuple(lease.state.attempts)
-        response._endpoint = lease.endpoint
-        self._response = response
-        return response
+    def queued(self) -> bool:
+        """Whether the calls came back in waves."""
+        return self.served_at_once < self.size
 
 
-def stream_body(body: dict[str, Any], include_usage: bool) -> dict[str, Any]:
-    """The request body of a streamed call: `stream: true`, usage asked for by default."""
-    out = {**body, "stream": True}
-    if include_usage and "stream_options" not in out:
-        out["stream_options"] = {"include_usage": True}
-    return out
+@dataclass(slots=True)
+class ProbeReport:
+    """The probe's findings.
 
-
-def chat_stream(
-    call: CallPath,
-    body: dict[str, Any],
-    *,
-    timeout: float | None,
-    retry: RetryPolicy | bool | None,
-    deadline: float | None,
-    include_usage: bool,
-    allow_truncated: bool,
-) -> ChatStream:
-    """Build the `ChatStream` of one call (opened by its `async with`).
-
-    `stream_options.include_usage` is asked for unless `include_usage=False` or the
-    caller set `stream_options`; a server that rejects it (400 naming `stream_options`)
-    is asked again without it.
+    Attributes:
+        levels: One `Level` per burst size sent.
+        max_connections: The client pool's limit per host.
+        http_version: The HTTP version of the calls.
+        http2_offered: Whether the client offered HTTP/2.
+        errors: Failed calls, as text.
     """
-    read_timeout = timeout if timeout is not None else call.settings.timeout
-    if read_timeout is None:
-        read_timeout = call.http.config.read
 
-    async def opener(response: httpx.Response, url: str) -> StreamReader:
-        return await open_reader(response, url, allow_truncated, read_timeout)
+    levels: list[Level]
+    max_connections: int
+    http_version: str
+    http2_offered: bool
+    errors: list[str] = field(default_factory=list)
 
-    async def open_stream() -> StreamLease[StreamReader]:
-        try:
-            return await call.open_stream(
-                stream_body(body, include_usage),
-                opener,
-                timeout=timeout,
-                retry=retry,
-                deadline=deadline,
-            )
-        except BadRequestError as exc:
-            if not include_usage or "stream_options" in body or "stream_options" not in str(exc):
-                raise
-        return await call.open_stream(
-            stream_body(body, False), opener, timeout=timeout, retry=retry, deadline=deadline
+    @property
+    def slots(self) -> int | None:
+        """Calls served at once: the largest first wave of the sizes that queued."""
+        waves = [level.served_at_once for level in self.levels if level.queued]
+        return max(waves) if waves else None
+
+    @property
+    def ttfb_alone(self) -> float:
+        """Median time to first byte with one call in flight."""
+        alone = self.levels[0].first + self.levels[0].late if self.levels else []
+        return statistics.median(t.ttfb for t in alone) if alone else 0.0
+
+    @property
+    def waits_in_client(self) -> bool:
+        """Whether the bursts that queued waited more in the client than at the server.
+
+        At the server means `ttfb` beyond what one call alone takes.
+        """
+        calls = [t for level in self.levels if level.queued for t in level.first + level.late]
+        alone = self.ttfb_alone
+        client = sum(t.queued + t.throttled for t in calls)
+        return client > sum(max(t.ttfb - alone, 0.0) for t in calls)
+
+
+def verdict(report: ProbeReport, cap: int) -> str:
+    """The one-sentence finding."""
+    slots = report.slots
+    if slots is None:
+        largest = report.levels[-1].size if report.levels else 0
+        return (
+            f"the server served all {largest} calls at once; no limit up to --max-concurrency {cap}"
         )
+    if report.waits_in_client:
+        return (
+            f"your client's pool serves about {slots} calls at a time (max_connections="
+            f"{report.max_connections}); calls beyond that wait in your client, not on the server"
+        )
+    return (
+        f"the server serves about {slots} calls at a time; calls beyond that wait on the "
+        "server, not in your client"
+    )
 
-    return ChatStream(open_stream, read_timeout)
+
+async def _probe(args: Any, extra: dict[str, Any]) -> ProbeReport:
+    from surge._client import LLMClient
+
+    pool: dict[str, Any] = {}
+    if args.max_connections is not None:
+        pool["max_connections"] = args.max_connections
+    base_url = args.base_url or os.environ.get("OPENAI_BASE_URL") or ""
+    offered = bool(args.http2) or base_url.startswith("https:")
+    client = LLMClient(
+        base_url=args.base_url,
+        api_key=args.api_key,
+        model=args.model,
+        retry=False,
+        http2=offered,
+        **pool,
+    )
+    report = ProbeReport([], client.pool_config.max_connections, "", offered)
+    messages = [{"role": "user", "content": args.prompt}]
+    async with client:
+        for size in levels(args.max_concurrency):
+            level = Level(size)
+            for _ in range(args.rounds):
+                started = time.perf_counter()
+
+                async def one(_: int, started: float = started) -> tuple[float, Timings]:
+                    response = await client.chat(messages, max_tokens=args.max_tokens, **extra)
+                    return time.perf_counter() - started, response.timings
+
+                results = await client.map(
+                    one, range(size), concurrency=size, return_exceptions=True
+                )
+                done = [r for r in results if isinstance(r, tuple)]
+                report.errors += [
+                    f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)
+                ]
+                if not done:
+                    return report
+                done.sort(key=lambda pair: pair[0])
+                latencies = [t for t, _ in done]
+                wave = first_wave(latencies)
+                level.latencies += latencies
+                level.waves.append(wave)
+                level.first += [timings for _, timings in done[:wave]]
+                level.late += [timings for _, timings in done[wave:]]
+                report.http_version = done[0][1].http_version
+            report.levels.append(level)
+            _print_level(level)
+            if report.errors or sum(1 for lv in report.levels if lv.queued) >= _CONFIRM:
+                break
+    return report
+
+
+def _print_level(level: Level) -> None:
+    ordered = sorted(level.latencies)
+    p50 = ordered[len(ordered) // 2] * 1000
+    print(
+        f"  {level.size:>4} at once: p50 {p50:8.1f} ms, max {ordered[-1] * 1000:8.1f} ms; "
+        f"served at once {level.served_at_once}",
+        flush=True,
+    )
+
+
+def run_probe(args: Any) -> int:
+    """Run `surge probe` with parsed arguments; return the exit status (0, 1 or 2)."""
+    import asyncio
+
+    try:
+        extra = json.loads(args.extra_body) if args.extra_body else {}
+        if not isinstance(extra, dict):
+            raise ConfigError("--extra-body must be a JSON object")
+    except ValueError as exc:
+        print(f"surge probe: --extra-body is not JSON: {exc}", file=sys.stderr)
+        return 2
+    print(f"surge probe: bursts of 1 to {args.max_concurrency} calls, {args.rounds} round(s) each")
+    try:
+        report = asyncio.run(_probe(args, extra))
+    except SurgeError as exc:
+        print(f"surge probe: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+    if report.errors:
+        print(f"surge probe: {len(report.errors)} call(s) failed; first: {report.errors[0]}")
+        if not report.levels:
+            return 1
+    http = (
+        "HTTP/2 negotiated"
+        if report.http_version == "HTTP/2"
+        else (
+            "HTTP/1.1 (HTTP/2 offered, not negotiated)"
+            if report.http2_offered
+            else "HTTP/1.1 (HTTP/2 not offered; try --http2)"
+        )
+    )
+    print(f"ttfb alone     {report.ttfb_alone * 1000:.1f} ms at 1 in flight")
+    print(f"protocol       {http}")
+    print(f"verdict        {verdict(report, args.max_concurrency)}.")
+    return 1 if report.errors else 0
