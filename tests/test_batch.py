@@ -330,3 +330,22 @@ def test_plain_display_prints_at_most_once_a_second_and_the_last() -> None:
         "job: 1/10",
         "job: 3/10",
     ]
+
+
+async def test_map_as_completed_holds_a_slow_consumer_to_a_bounded_lead() -> None:
+    pulled = [0]
+    lead: list[int] = []
+
+    async def fn(i: int) -> int:
+        return i
+
+    async with LLMClient(base_url="http://127.0.0.1:9/v1") as client:
+        got = 0
+        async for _ in client.map_as_completed(fn, counting(20_000, pulled), concurrency=8):
+            lead.append(pulled[0] - got)
+            got += 1
+            await anyio.lowlevel.checkpoint()
+    assert got == 20_000
+    # In flight (8) plus the stream between the workers and the loop (8), plus the one
+    # being handed over: never the whole input.
+    assert max(lead) <= 17
