@@ -54,6 +54,8 @@ def rank(text: str, schema: Schema, *, partial: bool) -> tuple[list[Ranked], lis
         tried += 1
         if cand.source == "all" and not lists:
             continue  # several values as one list: only a list target can use that
+        if cand.source == "restart" and ranked:
+            continue  # JSON after a stray `{` in prose: only when nothing else fits
         try:
             value, penalty = coercer.coerce(cand.node, schema)
         except Mismatch as exc:
@@ -86,6 +88,7 @@ def _label(cand: Candidate) -> str:
         "json": "",
         "fence": "fenced block: ",
         "scan": "",
+        "restart": "",
         "repair": "repaired: ",
         "all": "all values as a list: ",
         "raw": "whole text: ",

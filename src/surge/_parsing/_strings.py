@@ -14,10 +14,13 @@ import re
 
 from surge._parsing._cursor import CLOSERS, WS, Cursor
 from surge._parsing._nodes import Node
+from surge._parsing._work import WORK
 
 __all__ = ["StringReader"]
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\"}
+# What `\s` matches, and the closing brackets: the tail a truncated string may end in.
+_TAIL = "]})" + "".join(chr(c) for c in range(0x3001) if re.match(r"\s", chr(c)))
 _BARE_KEY_BEFORE_QUOTE = re.compile(r",\s*[A-Za-z_$][\w$-]*\s*:\s*$")
 
 
@@ -149,10 +152,12 @@ class StringReader(Cursor):
         needed = "".join(
             "}" if k == "object" else ")" if k == "tuple" else "]" for k in reversed(self.stack)
         )
-        tail = re.search(r"[\]})\s]*$", value)
-        closers = re.sub(r"\s", "", tail.group()) if tail else ""
+        # The trailing run of closing brackets and blanks, found from the end (a regex
+        # search for it would backtrack from every blank: quadratic on a run of them).
+        cut = len(value.rstrip(_TAIL))
+        WORK.scanned += len(value) - cut + 1
+        closers = "".join(c for c in value[cut:] if c in "]})")
         if closers and needed.startswith(closers):
-            cut = len(value) - len(tail.group()) if tail else len(value)
             self.i = self.n - (len(value) - cut)
             return Node("string", value[:cut], text=value[:cut], fixes=fixes + 1)
         self.i = self.n
