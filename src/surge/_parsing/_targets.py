@@ -20,6 +20,7 @@ from pydantic_core import SchemaValidator
 from surge._errors import ConfigError, ParseAttempt
 from surge._parsing._rank import fail, rank
 from surge._parsing._schema import Schema, compile_schema
+from surge._parsing._tagged import prebuild
 
 __all__ = ["parse"]
 
@@ -162,7 +163,7 @@ def _parse_type(text: str, target: Any, partial: bool) -> Any:
     ranked, attempts = rank(text, entry.schema, partial=partial)
     for result in ranked:
         try:
-            return entry.adapter.validate_python(result.value)
+            return entry.adapter.validate_python(prebuild(target, result.value))
         except ValidationError as exc:
             if partial:
                 return _construct(target, result.value)
