@@ -21,13 +21,14 @@ import copy
 import re
 from typing import Any
 
+from surge._parsing._depth import DEFAULT_MAX_DEPTH
 from surge._parsing._match import bool_from_text, match_choice, number_from_text
 from surge._parsing._nodes import Node, repairs, to_plain
 from surge._parsing._repair import parse_document
 from surge._parsing._schema import Prop, Schema
 from surge._parsing._work import WORK
 
-__all__ = ["ABSENT", "Coercer", "Mismatch"]
+__all__ = ["ABSENT", "Coercer", "Mismatch", "norm_key"]
 
 ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
 _OMIT: Any = object()
@@ -57,7 +58,8 @@ def _kind_name(node: Node) -> str:
     return f"{node.kind} {text!r}" if node.kind != "null" else "null"
 
 
-def _norm_key(key: str) -> str:
+def norm_key(key: str) -> str:
+    """A key without punctuation, `_` or case (`"Full-Name"` -> `"fullname"`)."""
     return _WORDS.sub("", key).casefold()
 
 
@@ -66,13 +68,17 @@ class Coercer:
 
     Args:
         partial: Streaming mode (see the module docstring).
+        max_depth: How deep a JSON-encoded string value may nest (see `_depth`).
         raw: The node holding the raw text: a top-level string target takes it verbatim,
             other nodes pay a penalty for being the top-level string.
     """
 
-    def __init__(self, *, partial: bool, raw: Node | None = None) -> None:
+    def __init__(
+        self, *, partial: bool, raw: Node | None = None, max_depth: int = DEFAULT_MAX_DEPTH
+    ) -> None:
         self.partial = partial
         self.raw = raw
+        self.max_depth = max_depth
         # (structure node, union schema, at the top) -> its result or (reason, path) of its
         # Mismatch: a node is fitted to a union once, however many members of an outer
         # union try it (without this, nested unions cost 2^depth).
@@ -234,7 +240,7 @@ class Coercer:
         """
         if node.kind != "string" or node is self.raw or not node.value.lstrip().startswith(opener):
             return None
-        found = parse_document(node.value)
+        found = parse_document(node.value, max_depth=self.max_depth)
         if found and found[0][0].kind == ("object" if opener == "{" else "array"):
             return found[0][0]
         return None
@@ -349,7 +355,7 @@ class Coercer:
             first.setdefault(key, child)
         loose: dict[str, str] = {}
         for key in first:
-            loose.setdefault(_norm_key(key), key)
+            loose.setdefault(norm_key(key), key)
         found: list[tuple[str, Node, int] | None] = []
         for prop in s.props:
             hit: tuple[str, Node, int] | None = None
@@ -359,7 +365,7 @@ class Coercer:
                     break
             if hit is None:
                 for key in prop.keys:
-                    written = loose.get(_norm_key(key))
+                    written = loose.get(norm_key(key))
                     if written is not None:
                         hit = (written, first[written], 1)
                         break
@@ -443,6 +449,7 @@ class Coercer:
             return s.branches
         name, props = tag
         keep: list[Schema] = []
+        named = False  # the tag names at least one member
         for branch, prop in zip(s.branches, props, strict=True):
             if prop is None:
                 keep.append(branch)
@@ -456,11 +463,8 @@ class Coercer:
                 reasons.append(f"as {branch.describe()}: at .{name}: {exc.reason}")
                 continue
             keep.append(branch)
-        return (
-            keep
-            if any(p is not None and b in keep for b, p in zip(s.branches, props))
-            else s.branches
-        )
+            named = True
+        return keep if named else s.branches
 
 
 def _lookup(node: Node, keys: list[str]) -> Node | None:
@@ -468,7 +472,8 @@ def _lookup(node: Node, keys: list[str]) -> Node | None:
     for key in keys:
         for written, child in node.value:
             if written == key:
-                return child
+                found: Node = child
+                return found
     return None
 
 

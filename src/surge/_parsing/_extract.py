@@ -3,9 +3,9 @@
 In order of preference: the whole text as strict JSON; each markdown fenced block; each
 balanced `{...}` / `[...]` found by one scan of the text; every value the tolerant parser
 reads from the whole text; the balanced spans inside an opener that never closes (a `{`
-in prose: used only when nothing before fits); all of those together as one list (for list targets); and
-finally the raw text itself (for strings, enums, numbers and booleans written in prose).
-The coercer tries them in this order and keeps the best fit.
+in prose: used only when nothing before fits); all of those together as one list (for
+list targets); and finally the raw text itself (for strings, enums, numbers and booleans
+written in prose). The coercer tries them in this order and keeps the best fit.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from surge._parsing._nodes import Node, from_plain
+from surge._parsing._depth import DEFAULT_MAX_DEPTH, TooDeep
+from surge._parsing._nodes import Node, TooDeepValue, from_plain
 from surge._parsing._repair import parse_document
 from surge._parsing._work import WORK
 
@@ -40,15 +41,18 @@ class Candidate:
     penalty: int = 0
 
 
-def _strict(text: str, partial: bool) -> Node | None:
+def _strict(text: str, partial: bool, max_depth: int) -> Node | None:
     stripped = text.strip()
     if not stripped or stripped[0] not in '{["-0123456789tfn':
         return None
     try:
         value = json.loads(stripped)
-        node = from_plain(value)
     except (ValueError, RecursionError):
-        return None
+        return None  # the tolerant reader will say why (too deep, say)
+    try:
+        node = from_plain(value, max_depth)
+    except TooDeepValue:
+        raise TooDeep(max_depth + 1) from None
     if partial and node.kind == "number" and text == text.rstrip():
         node.complete = False  # a bare number at the end of a stream may still grow
     return node
@@ -205,11 +209,13 @@ def _close(text: str, start: int, ends: dict[int, int], budget: int) -> tuple[in
     return result, budget
 
 
-def _read(text: str, source: str, partial: bool, allow_tuple: bool = False) -> list[Candidate]:
-    node = _strict(text, partial)
+def _read(
+    text: str, source: str, partial: bool, max_depth: int, allow_tuple: bool = False
+) -> list[Candidate]:
+    node = _strict(text, partial, max_depth)
     if node is not None and node.kind in ("object", "array"):
         return [Candidate(node, text, source)]
-    found = parse_document(text, allow_tuple=allow_tuple)
+    found = parse_document(text, allow_tuple=allow_tuple, max_depth=max_depth)
     return [Candidate(n, text[s:e], source) for n, s, e in found]
 
 
@@ -219,13 +225,18 @@ def raw_candidate(text: str, *, partial: bool) -> Candidate:
     return Candidate(node, text, "raw")
 
 
-def candidates(text: str, *, partial: bool, raw: Candidate) -> Iterator[Candidate]:
+def candidates(
+    text: str, *, partial: bool, raw: Candidate, max_depth: int = DEFAULT_MAX_DEPTH
+) -> Iterator[Candidate]:
     """Every candidate reading of `text`, best first (see the module docstring).
 
     Lazy: a caller that finds a clean fit early does not pay for the later readings.
     `raw` (from `raw_candidate`) comes last.
+
+    Raises:
+        TooDeep: A value read nests deeper than `max_depth`.
     """
-    node = _strict(text, partial)
+    node = _strict(text, partial, max_depth)
     if node is not None:
         yield Candidate(node, text, "json")
         yield raw
@@ -246,7 +257,7 @@ def candidates(text: str, *, partial: bool, raw: Candidate) -> Iterator[Candidat
         covered[at : at + len(content)] = b"\x01" * len(content)
         found = [
             Candidate(c.node, c.text or block, "fence")
-            for c in _read(content, "fence", partial, True)
+            for c in _read(content, "fence", partial, max_depth, True)
         ]
         fenced.extend(found)
         yield from fresh(found)
@@ -259,13 +270,15 @@ def candidates(text: str, *, partial: bool, raw: Candidate) -> Iterator[Candidat
             # Streaming, a value inside a value still being written is not the answer.
             read.add(body.strip())
             if span.shadowed:
-                restarted.extend(_read(body, "restart", partial))
+                restarted.extend(_read(body, "restart", partial, max_depth))
             else:
-                scanned.extend(_read(body, "scan", partial))
+                scanned.extend(_read(body, "scan", partial, max_depth))
     yield from fresh(scanned)
     # The whole text, unless every bracket in it was inside something already read.
     loose = any(not covered[m.start()] for m in _OPENER.finditer(text))
-    repaired = _read(text, "repair", partial) if loose and text.strip() not in read else []
+    repaired = (
+        _read(text, "repair", partial, max_depth) if loose and text.strip() not in read else []
+    )
     yield from fresh(repaired)
     yield from fresh(restarted)
     for group in (fenced, repaired, scanned):  # several values as one list
@@ -276,23 +289,27 @@ def candidates(text: str, *, partial: bool, raw: Candidate) -> Iterator[Candidat
     yield raw
 
 
-def any_json(text: str, *, partial: bool) -> tuple[Node | None, list[Candidate]]:
+def any_json(
+    text: str, *, partial: bool, max_depth: int = DEFAULT_MAX_DEPTH
+) -> tuple[Node | None, list[Candidate]]:
     """Read `text` with no target type, as json-repair would.
 
     Returns:
         The value (several top-level values become one list), or None when the text holds
         no JSON value; and the candidates looked at (for error messages).
     """
-    node = _strict(text, partial)
+    node = _strict(text, partial, max_depth)
     if node is not None:
         return node, []
     stripped = text.lstrip()
     fenced = []
     if not stripped.startswith(("{", "[")):  # a document that starts as JSON is read whole
         fenced = [
-            c for _, content, _ in _fences(text) for c in _read(content, "fence", partial, True)
+            c
+            for _, content, _ in _fences(text)
+            for c in _read(content, "fence", partial, max_depth, True)
         ]
-    found = fenced or _read(text, "repair", partial)
+    found = fenced or _read(text, "repair", partial, max_depth)
     if not found:
         return None, []
     if len(found) == 1:

@@ -82,7 +82,7 @@ class Schema:
         self.extra: Schema | None = None
         self.values: list[Any] = []
         self.aliases: list[list[str]] = []
-        self._tag: tuple[str, list[Prop | None]] | None | bool = False  # not computed yet
+        self._tag: tuple[str, list[Prop | None]] | bool | None = False  # not computed yet
 
     def __repr__(self) -> str:
         return f"Schema({self.kind}, {self.describe()})"

@@ -9,6 +9,8 @@ validates the result (its errors are wrapped in `OutputParseError`).
 
 from __future__ import annotations
 
+import copy
+import json
 import types
 import typing
 from collections.abc import Callable
@@ -18,6 +20,15 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import SchemaValidator
 
 from surge._errors import ConfigError, ParseAttempt
+from surge._parsing._clean import NotClean, clean
+from surge._parsing._depth import (
+    DEFAULT_MAX_DEPTH,
+    TooDeep,
+    check_max_depth,
+    deeper_than,
+    nesting_depth,
+    recursion_room,
+)
 from surge._parsing._rank import fail, rank
 from surge._parsing._schema import Schema, compile_schema
 from surge._parsing._tagged import prebuild
@@ -107,7 +118,36 @@ def _prepare_fast(target: Any) -> Callable[[str], Any] | None:
     return fast
 
 
-def parse(text: str, target: Any, *, partial: bool = False) -> Any:
+class _SchemaEntry:
+    """A schema dict compiled once: the dict, a copy to notice changes, the `Schema`."""
+
+    __slots__ = ("copy", "schema", "target")
+
+    def __init__(self, target: dict[str, Any]) -> None:
+        self.target = target
+        self.copy = copy.deepcopy(target)
+        self.schema = compile_schema(target)
+
+
+# id(schema dict) -> its compiled entry (checked against the dict on every use).
+_SCHEMAS: dict[int, _SchemaEntry] = {}
+
+
+def _schema_entry(target: dict[str, Any]) -> _SchemaEntry:
+    entry = _SCHEMAS.get(id(target))
+    # The same dict, unchanged since it was compiled (a changed one is compiled again).
+    if entry is not None and entry.target is target and entry.copy == target:
+        return entry
+    entry = _SchemaEntry(target)
+    if len(_SCHEMAS) >= _CACHE_LIMIT:
+        _SCHEMAS.clear()
+    _SCHEMAS[id(target)] = entry
+    return entry
+
+
+def parse(
+    text: str, target: Any, *, partial: bool = False, max_depth: int = DEFAULT_MAX_DEPTH
+) -> Any:
     """Parse a language model's text into `target`, leniently.
 
     Args:
@@ -118,6 +158,9 @@ def parse(text: str, target: Any, *, partial: bool = False) -> Any:
             or a JSON Schema dict (draft 2020-12, pydantic style; `{}` means any JSON).
         partial: Parse a stream cut short: values not seen yet are `None` (lists `[]`),
             and a trailing number that may still grow is left out.
+        max_depth: How deep objects and arrays may nest (1 to 1000; `[1]` is 1 deep).
+            Deeper text is an error, never a shorter value. The default, 200, is the
+            depth pydantic's JSON reader accepts.
 
     Returns:
         For a type, the validated value (a model instance, ...). For a schema dict, a
@@ -126,11 +169,14 @@ def parse(text: str, target: Any, *, partial: bool = False) -> Any:
         too), with the fields not seen yet set to `None`.
 
     Raises:
-        OutputParseError: Nothing in the text fits the target; `attempts` lists every
-            candidate tried and why it failed.
-        ConfigError: `target` is neither a type pydantic accepts nor a schema dict, or
-            `text` is not a string.
+        OutputParseError: Nothing in the text fits the target (`attempts` lists every
+            candidate tried and why it failed), or the text nests deeper than
+            `max_depth` (the message gives the depth and the limit).
+        ConfigError: `target` is neither a type pydantic accepts nor a schema dict,
+            `text` is not a string, or `max_depth` is out of range.
     """
+    if max_depth != DEFAULT_MAX_DEPTH:
+        check_max_depth(max_depth)
     if not partial:
         try:
             fast = _FAST[target]
@@ -140,27 +186,64 @@ def parse(text: str, target: Any, *, partial: bool = False) -> Any:
             fast = None
         if fast is not None:
             try:
-                return fast(text)
+                value = fast(text)
             except ValidationError:
                 pass
+            else:
+                # pydantic's JSON reader stops at the default depth itself.
+                if max_depth >= DEFAULT_MAX_DEPTH or not deeper_than(text, max_depth):
+                    return value
+                raise _too_deep(text, target, max_depth)
     if not isinstance(text, str):
         raise ConfigError(f"parse() needs the model output as str, got {type(text).__name__}")
     try:
-        if isinstance(target, dict):
-            schema = compile_schema(target)
-            ranked, attempts = rank(text, schema, partial=partial)
-            if not ranked:
-                raise fail(text, target, schema.describe(), attempts)
-            return ranked[0].value
-        return _parse_type(text, target, partial)
+        # Deep text needs more recursion room than Python's default gives.
+        if text.count("{") + text.count("[") > 60:
+            with recursion_room(max_depth):
+                return _parse(text, target, partial, max_depth)
+        return _parse(text, target, partial, max_depth)
+    except TooDeep:
+        raise _too_deep(text, target, max_depth) from None
     except RecursionError:
-        why = "the value is nested too deeply to read"
+        why = "the value is nested too deeply for Python's recursion limit"
         raise fail(text, target, _name(target), [ParseAttempt(text, why)]) from None
 
 
-def _parse_type(text: str, target: Any, partial: bool) -> Any:
+def _parse(text: str, target: Any, partial: bool, max_depth: int) -> Any:
+    if not isinstance(target, dict):
+        return _parse_type(text, target, partial, max_depth)
+    entry = _schema_entry(target)
+    if not partial and text[:1] in _JSON_START:
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            try:
+                return clean(value, entry.schema, max_depth)
+            except NotClean:
+                pass
+    ranked, attempts = rank(text, entry.schema, partial=partial, max_depth=max_depth)
+    if not ranked:
+        raise fail(text, target, entry.schema.describe(), attempts)
+    return ranked[0].value
+
+
+_JSON_START = frozenset('{["-0123456789tfn')
+
+
+def _too_deep(text: str, target: Any, max_depth: int) -> Exception:
+    depth = nesting_depth(text)
+    why = (
+        f"the value is nested {depth} levels deep, deeper than max_depth={max_depth}"
+        " (a setting of surge.parse)"
+    )
+    return fail(text, target, _name(target), [ParseAttempt(text, why)])
+
+
+def _parse_type(text: str, target: Any, partial: bool, max_depth: int) -> Any:
     entry = _target(target)
-    ranked, attempts = rank(text, entry.schema, partial=partial)
+    ranked, attempts = rank(text, entry.schema, partial=partial, max_depth=max_depth)
     for result in ranked:
         try:
             return entry.adapter.validate_python(prebuild(target, result.value))
