@@ -51,7 +51,7 @@ def _clean(value: Any, s: Schema, depth_left: int, top: bool) -> Any:
             raise NotClean  # the lenient path says how deep, and the limit
         depth_left -= 1
     if kind == "any":
-        return value
+        return _within(value, depth_left)
     typ = type(value)
     if kind == "string":
         if typ is not str or (top and "format" not in s.raw):
@@ -90,16 +90,33 @@ def _clean(value: Any, s: Schema, depth_left: int, top: bool) -> Any:
             raise NotClean
         items = s.items
         if items is None or items.kind == "any":
-            return value
+            return _within(value, depth_left + 1)
         return [_clean(v, items, depth_left, False) for v in value]
     if typ is not dict:
         raise NotClean
     if kind == "map":
         values = s.items
         if values is None or values.kind == "any":
-            return value
+            return _within(value, depth_left + 1)
         return {k: _clean(v, values, depth_left, False) for k, v in value.items()}
     return _object(value, s, depth_left)
+
+
+def _within(value: Any, depth_left: int) -> Any:
+    """`value` itself, when its containers nest at most `depth_left` deep."""
+    typ = type(value)
+    if typ is dict:
+        children: Any = value.values()
+    elif typ is list:
+        children = value
+    else:
+        return value
+    if depth_left <= 0:
+        raise NotClean  # the lenient path says how deep, and the limit
+    for child in children:
+        if type(child) is dict or type(child) is list:
+            _within(child, depth_left - 1)
+    return value
 
 
 def _object(value: dict[str, Any], s: Schema, depth_left: int) -> dict[str, Any]:
