@@ -457,6 +457,15 @@ class Coercer:
             child = _lookup(node, prop.keys)
             if child is None:
                 return s.branches  # the tag is not written: every member is a candidate
+            if child.kind == "string" and child.complete:
+                values = prop.schema.non_null().values
+                if child.value in values:  # written exactly: no need to coerce it
+                    keep.append(branch)
+                    named = True
+                    continue
+                if any(child.value in p.schema.non_null().values for p in props if p):
+                    reasons.append(f"as {branch.describe()}: at .{name}: not {child.value!r}")
+                    continue  # exactly another member's tag
             try:
                 self.coerce(child, prop.schema, "")
             except Mismatch as exc:

@@ -102,7 +102,14 @@ class _Span:
 
 
 _SCAN_BUDGET = 4  # characters examined per character of text, at most
-_VALUE_START = re.compile(r"\s*(?:[\"'}\]\[{\d-]|true|false|null)")
+_ARRAY_START = re.compile(r"\s*(?:[\"'\]\[{\d-]|true|false|null)")
+_OBJECT_START = re.compile(r"\s*(?:[\"'}]|[\w$-]+\s*:)")
+
+
+def _json_like(text: str, at: int) -> bool:
+    """Does the opener at `at` start a JSON value (`{"key"`, `[1`), not a brace in prose?"""
+    start = _OBJECT_START if text[at] == "{" else _ARRAY_START
+    return start.match(text, at + 1) is not None
 
 
 def _balanced(text: str) -> list[_Span]:
@@ -131,7 +138,7 @@ def _balanced(text: str) -> list[_Span]:
             end, budget = _close(text, start, ends, budget)
         if end < 0:
             fail_at = -1 - end
-            json_like = _VALUE_START.match(text, start + 1) is not None
+            json_like = _json_like(text, start)
             if fail_at > shadow:
                 shadow, shadow_json = fail_at, json_like
             else:
@@ -234,7 +241,9 @@ def candidates(
     `raw` (from `raw_candidate`) comes last.
 
     Raises:
-        TooDeep: A value read nests deeper than `max_depth`.
+        TooDeep: The whole text is JSON nested deeper than `max_depth`. (Parts of the text
+            that are too deep are skipped, and a candidate with the source `too-deep`
+            comes just before `raw`.)
     """
     node = _strict(text, partial, max_depth)
     if node is not None:
@@ -250,19 +259,27 @@ def candidates(
                 seen.add(cand.text)
                 yield cand
 
+    deep: list[TooDeep] = []  # readings cut short by the depth limit
+
+    def read_all(part: str, source: str, allow_tuple: bool = False) -> list[Candidate]:
+        try:
+            return _read(part, source, partial, max_depth, allow_tuple)
+        except TooDeep as exc:
+            deep.append(exc)
+            return []
+
     covered = bytearray(len(text))  # characters inside a block or span already read
     fenced: list[Candidate] = []
     for block, content, at in _fences(text):
         read.add(content.strip())
         covered[at : at + len(content)] = b"\x01" * len(content)
         found = [
-            Candidate(c.node, c.text or block, "fence")
-            for c in _read(content, "fence", partial, max_depth, True)
+            Candidate(c.node, c.text or block, "fence") for c in read_all(content, "fence", True)
         ]
         fenced.extend(found)
         yield from fresh(found)
     scanned: list[Candidate] = []
-    restarted: list[Candidate] = []  # spans inside an opener that never closes
+    restarted: list[tuple[Candidate, bool]] = []  # spans inside an opener that never closes
     for span in _balanced(text):
         at, body = span.start, span.text
         covered[at : at + len(body)] = b"\x01" * len(body)
@@ -270,22 +287,23 @@ def candidates(
             # Streaming, a value inside a value still being written is not the answer.
             read.add(body.strip())
             if span.shadowed:
-                restarted.extend(_read(body, "restart", partial, max_depth))
+                restarted.extend((c, span.in_json) for c in read_all(body, "restart"))
             else:
-                scanned.extend(_read(body, "scan", partial, max_depth))
+                scanned.extend(read_all(body, "scan"))
     yield from fresh(scanned)
     # The whole text, unless every bracket in it was inside something already read.
     loose = any(not covered[m.start()] for m in _OPENER.finditer(text))
-    repaired = (
-        _read(text, "repair", partial, max_depth) if loose and text.strip() not in read else []
-    )
+    repaired = read_all(text, "repair") if loose and text.strip() not in read else []
     yield from fresh(repaired)
-    yield from fresh(restarted)
+    # Not a part of a value too deep to read (that would be a shorter value, silently).
+    yield from fresh([c for c, in_json in restarted if not (deep and in_json)])
     for group in (fenced, repaired, scanned):  # several values as one list
         if len(group) > 1:
             combined = Node("array", [c.node for c in group])
             yield Candidate(combined, text, "all", penalty=1)
             break
+    if deep:  # when nothing has fitted so far, the error is the depth
+        yield Candidate(Node("missing", None), text, "too-deep")
     yield raw
 
 

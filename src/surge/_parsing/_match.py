@@ -125,7 +125,12 @@ _FRACTION = re.compile(r"([-+]?\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)")
 _ANY_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])")
 
 
+_NOT_NUMERIC = re.compile(r"[^\d+\-.,_/eE\s]")  # a character none of the patterns accepts
+
+
 def _to_number(token: str) -> float | int | None:
+    if _NOT_NUMERIC.search(token):
+        return None  # one scan, instead of three failed fullmatches
     token = token.replace("_", "")
     if _THOUSANDS.fullmatch(token):
         token = token.replace(",", "")

@@ -13,7 +13,7 @@ from typing import Any
 
 from surge._errors import OutputParseError, ParseAttempt
 from surge._parsing._coerce import ABSENT, Coercer, Mismatch
-from surge._parsing._depth import DEFAULT_MAX_DEPTH
+from surge._parsing._depth import DEFAULT_MAX_DEPTH, TooDeep
 from surge._parsing._extract import Candidate, any_json, candidates, raw_candidate
 from surge._parsing._nodes import repairs, to_plain
 from surge._parsing._schema import Schema
@@ -62,6 +62,10 @@ def rank(
             continue  # several values as one list: only a list target can use that
         if cand.source == "restart" and ranked:
             continue  # JSON after a stray `{` in prose: only when nothing else fits
+        if cand.source == "too-deep":
+            if ranked or _accepts(schema, "string"):
+                continue  # a string target still takes the raw text
+            raise TooDeep(max_depth + 1)  # nothing fits, and a part was too deep to read
         try:
             value, penalty = coercer.coerce(cand.node, schema)
         except Mismatch as exc:

@@ -98,11 +98,20 @@ def _member(args: tuple[Any, ...], value: dict[str, Any]) -> type[BaseModel] | N
     return found[0] if len(found) == 1 else None
 
 
+_TAGS: dict[type[BaseModel], list[tuple[list[str], tuple[Any, ...]]]] = {}
+
+
 def _tags(model: type[BaseModel]) -> list[tuple[list[str], tuple[Any, ...]]]:
     """The `Literal` fields of `model`: (the keys it may be written under, allowed values)."""
+    known = _TAGS.get(model)
+    if known is not None:
+        return known
     out = []
     for name, info in model.model_fields.items():
         ann = info.annotation
         if typing.get_origin(ann) is typing.Literal:
             out.append((_keys(name, info), typing.get_args(ann)))
+    if len(_TAGS) >= 512:
+        _TAGS.clear()
+    _TAGS[model] = out
     return out
