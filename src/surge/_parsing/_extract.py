@@ -240,12 +240,15 @@ def candidates(
     Lazy: a caller that finds a clean fit early does not pay for the later readings.
     `raw` (from `raw_candidate`) comes last.
 
-    Raises:
-        TooDeep: The whole text is JSON nested deeper than `max_depth`. (Parts of the text
-            that are too deep are skipped, and a candidate with the source `too-deep`
-            comes just before `raw`.)
+    A reading nested deeper than `max_depth` is skipped, and then a candidate with the
+    source `too-deep` comes just before `raw`.
     """
-    node = _strict(text, partial, max_depth)
+    deep: list[TooDeep] = []  # readings cut short by the depth limit
+    try:
+        node = _strict(text, partial, max_depth)
+    except TooDeep as exc:
+        deep.append(exc)
+        node = None
     if node is not None:
         yield Candidate(node, text, "json")
         yield raw
@@ -258,8 +261,6 @@ def candidates(
             if cand.text not in seen:
                 seen.add(cand.text)
                 yield cand
-
-    deep: list[TooDeep] = []  # readings cut short by the depth limit
 
     def read_all(part: str, source: str, allow_tuple: bool = False) -> list[Candidate]:
         try:
