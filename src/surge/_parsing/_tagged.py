@@ -70,12 +70,40 @@ class _Builder:
 
     def _fields(self, model: type[BaseModel], value: dict[str, Any]) -> dict[str, Any]:
         out = dict(value)
-        for name, info in model.model_fields.items():
-            for key in _keys(name, info):
+        for keys, annotation in _fields(model):
+            for key in keys:
                 if key in out:
-                    out[key] = self.build(info.annotation, out[key])
+                    out[key] = self.build(annotation, out[key])
                     break
         return out
+
+
+_FIELDS: dict[type[BaseModel], list[tuple[list[str], Any]]] = {}
+
+
+def _fields(model: type[BaseModel]) -> list[tuple[list[str], Any]]:
+    """(keys, resolved annotation) of each field of `model`.
+
+    pydantic can leave a forward reference (`"A | B | None"`) unresolved in
+    `model_fields` even after the model is complete; `get_type_hints` resolves it.
+    """
+    known = _FIELDS.get(model)
+    if known is not None:
+        return known
+    hints: dict[str, Any] = {}
+    if any(isinstance(i.annotation, (str, typing.ForwardRef)) for i in model.model_fields.values()):
+        try:
+            hints = typing.get_type_hints(model, include_extras=True)
+        except Exception:  # a name only the defining scope knew: leave those to pydantic
+            hints = {}
+    out = [
+        (_keys(name, info), hints.get(name, info.annotation))
+        for name, info in model.model_fields.items()
+    ]
+    if len(_FIELDS) >= 512:
+        _FIELDS.clear()
+    _FIELDS[model] = out
+    return out
 
 
 def _keys(name: str, info: Any) -> list[str]:
