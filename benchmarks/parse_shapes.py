@@ -74,7 +74,7 @@ class Item(BaseModel):
 def _tree(depth: int) -> str:
     s = '{"kind": "leaf", "value": 1}'
     for i in range(depth):
-        s = '{"child": %s, "kind": "%s"}' % (s, "ab"[i % 2])
+        s = f'{{"child": {s}, "kind": "{"ab"[i % 2]}"}}'
     return s
 
 

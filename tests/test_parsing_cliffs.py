@@ -111,7 +111,7 @@ def _tree(depth: int, *, tagged: bool = True) -> str:
     s = '{"kind": "leaf"}'
     for i in range(depth):
         tag = f', "kind": "{"ab"[i % 2]}"' if tagged else ""
-        s = '{"child": %s%s}' % (s, tag)
+        s = f'{{"child": {s}{tag}}}'
     return s
 
 
