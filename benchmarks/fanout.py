@@ -66,7 +66,7 @@ async def _make(client: str, url: str) -> tuple[Any, Any, Any]:
 
         if client == "surge-pool":
             from surge._config import PoolConfig
-            from surge._pool import PoolTransport
+            from surge._transport.pool import PoolTransport
 
             http = httpx.AsyncClient(
                 transport=PoolTransport(PoolConfig(max_connections=10_000)), timeout=120.0

@@ -28,7 +28,7 @@ import time
 import httpx
 
 from surge._config import PoolConfig
-from surge._pool import PoolTransport
+from surge._transport.pool import PoolTransport
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hi"}]}).encode()

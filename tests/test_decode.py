@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 import surge
-from surge._decode import decode_chat, retry_after, status_error
+from surge._decode import decode_chat, status_error
+from surge._headers import retry_after
 
 URL = "http://127.0.0.1:9/v1/chat/completions"
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from surge._http11 import ProtocolError, ResponseParser, serialize_head
+from surge._transport.h1_parser import ProtocolError, ResponseParser, serialize_head
 
 # ---------------------------------------------------------------------------- parser (pure)
 
@@ -94,7 +94,7 @@ def test_serialize_head_refuses_header_injection() -> None:
 
 
 def test_deadline_queues_fire_live_entries_in_order_and_compact() -> None:
-    from surge._deadlines import Deadlines
+    from surge._transport.deadlines import Deadlines
 
     async def main() -> tuple[list[str], int, int]:
         loop = asyncio.get_running_loop()

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, Field, TypeAdapter
 
-from surge._schema_prompt import render_schema, schema_instructions
+from surge._structured.schema_prompt import render_schema, schema_instructions
 
 
 class Role(str, Enum):

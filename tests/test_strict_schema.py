@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import pytest
 from pydantic import BaseModel, Field, TypeAdapter
 
-from surge._strict import make_strict, prune_nulls
+from surge._structured.strict import make_strict, prune_nulls
 
 
 class Color(str, Enum):

@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 import surge
-from surge._structured import StructuredOutputError
+from surge._structured.run import StructuredOutputError
 from surge.testing import ChatRequest, Reply, ReplyValue, SimulatedServer, ToolCall
 
 pytestmark = pytest.mark.anyio

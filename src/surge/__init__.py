@@ -6,6 +6,7 @@ answer comes back typed, with timings that say whether the client or the server 
 
 from __future__ import annotations
 
+from surge._attempt import Attempt
 from surge._client import LLMClient, OutputMode
 from surge._config import PoolConfig
 from surge._endpoints import Cooldown, Endpoint
@@ -33,11 +34,13 @@ from surge._errors import (
     UnprocessableEntityError,
     WriteTimeout,
 )
+from surge._functions import PromptFunction, RenderedPrompt, function
 from surge._http import http_client
 from surge._limits import RateLimit
 from surge._parsing import parse
-from surge._retry import Attempt, RetryPolicy
-from surge._structured import StructuredOutputError, StructuredResult
+from surge._prompt_template import Image
+from surge._retry import RetryPolicy
+from surge._structured.run import StructuredOutputError, StructuredResult
 from surge._timings import PoolStats, Timings
 from surge._types import (
     ChatResponse,
@@ -66,6 +69,7 @@ __all__ = [
     "DeadlineExceeded",
     "Endpoint",
     "FunctionCall",
+    "Image",
     "LLMClient",
     "Message",
     "NotFoundError",
@@ -75,10 +79,12 @@ __all__ = [
     "PoolConfig",
     "PoolStats",
     "PoolTimeout",
+    "PromptFunction",
     "RateLimit",
     "RateLimitError",
     "ReadTimeout",
     "RemoteProtocolError",
+    "RenderedPrompt",
     "ResponseFormatError",
     "ResponseMessage",
     "RetryPolicy",
@@ -94,6 +100,7 @@ __all__ = [
     "Usage",
     "WriteTimeout",
     "__version__",
+    "function",
     "http_client",
     "parse",
 ]

@@ -1,46 +1,40 @@
 """`LLMClient`: typed chat completions over one shared connection pool.
 
 This is the only module that knows it is talking to an LLM. Below it, `_http` picks the
-event loop's `httpx.AsyncClient` and translates httpx's errors; below that, `_pool` moves
-bytes. Above it, structured outputs build on `chat`.
+event loop's `httpx.AsyncClient` and translates httpx's errors; below that, the pool
+(`surge._transport`) moves bytes. `_call.CallPath` carries each call through the limits,
+retries and endpoints; structured outputs (`surge._structured`) build on `chat`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 import httpx
 
+from surge._call import CallPath
 from surge._config import PoolConfig
-from surge._decode import decode_chat, request_id
 from surge._endpoints import Cooldown, Endpoint, Router, Strategy
-from surge._errors import APIStatusError, ConfigError
-from surge._http import LoopLocalClient, post_json
-from surge._limits import ClientLimits, RateLimit, estimate_tokens
-from surge._modes import ModeMemory, OutputMode
-from surge._retry import (
-    CallState,
-    PhaseReporter,
-    RetryPolicy,
-    check_deadline,
-    resolve_policy,
-    run_call,
-)
+from surge._errors import ConfigError
+from surge._functions import PromptFunction, PromptSource, function
+from surge._http import LoopLocalClient
+from surge._limits import ClientLimits, RateLimit
+from surge._retry import RetryPolicy, check_deadline, resolve_policy
 from surge._settings import DEFAULT_BASE_URL, UNSET, Settings, check_timeout
-from surge._timings import TIMINGS_EXTENSION, PoolStats, Timings
+from surge._structured.modes import ModeMemory, OutputMode
+from surge._structured.run import StructuredResult, preview_request, run_structured
+from surge._timings import PoolStats
 from surge._types import ChatResponse, MessageInput, dump_messages
-
-if TYPE_CHECKING:
-    from surge._structured import StructuredResult
 
 __all__ = ["LLMClient", "OutputMode"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class LLMClient:
@@ -149,28 +143,7 @@ class LLMClient:
         # Which structured-output mode each endpoint accepts, learned once per endpoint
         # and shared by every client derived with `with_options`.
         self._modes = ModeMemory()
-        self._prepare()
-
-    def _prepare(self) -> None:
-        settings = self._settings
-        # Built once per client, not per call: the URL parsed, the headers encoded.
-        self._targets = {
-            e: (
-                httpx.URL(f"{e.base_url}/chat/completions"),
-                httpx.Headers(settings.request_headers(e)),
-            )
-            for e in self._router.endpoints
-        }
-        self._timeout = self._read_timeout(settings.timeout)
-
-    def _read_timeout(self, read: float | None) -> httpx.Timeout | None:
-        """The httpx timeout for a read limit of `read` seconds; None keeps the pool's."""
-        if read is None:
-            return None
-        config = self._http.config
-        return httpx.Timeout(
-            connect=config.connect, read=read, write=config.write, pool=config.pool
-        )
+        self._call = CallPath(self._settings, self._router, self._limits, self._http)
 
     # -- configuration -------------------------------------------------------------------
 
@@ -264,7 +237,7 @@ class LLMClient:
         clone._http = self._http
         clone._owns_pool = False
         clone._modes = self._modes
-        clone._prepare()
+        clone._call = CallPath(clone._settings, router, clone._limits, self._http)
         return clone
 
     def __repr__(self) -> str:
@@ -327,89 +300,9 @@ class LLMClient:
         if model is not None:  # else the endpoint's or the client's, per attempt
             body["model"] = model
         body.update(params)
-        return await self._post_chat(
+        return await self._call.post_chat(
             body, timeout=check_timeout(timeout), retry=retry, deadline=deadline
         )
-
-    async def _post_chat(
-        self,
-        body: dict[str, Any],
-        *,
-        timeout: float | None,
-        retry: RetryPolicy | bool | None = None,
-        deadline: float | None = UNSET,
-    ) -> ChatResponse:
-        """Send one chat call through the limits, retries, endpoints and deadline."""
-        started = time.perf_counter()
-        state = CallState(
-            self._settings.deadline if deadline is UNSET else check_deadline(deadline)
-        )
-        cost = estimate_tokens(body)
-
-        async def attempt(state: CallState, number: int, endpoint: Endpoint) -> ChatResponse:
-            return await self._attempt(body, cost, timeout, state, number, endpoint)
-
-        chat = await run_call(
-            attempt,
-            policy=self._settings.retry if retry is None else resolve_policy(retry),
-            router=self._router,
-            state=state,
-            concurrency=self._limits.concurrency,
-        )
-        chat._timings.total = time.perf_counter() - started
-        chat._timings.throttled = state.throttled
-        chat._timings.backoff = state.backoff
-        chat._attempts = tuple(state.attempts)
-        chat._endpoint = state.attempts[-1].endpoint
-        return chat
-
-    async def _attempt(
-        self,
-        body: dict[str, Any],
-        cost: int,
-        timeout: float | None,
-        state: CallState,
-        number: int,
-        endpoint: Endpoint,
-    ) -> ChatResponse:
-        """One attempt of a chat call: its endpoint's rate limit, then one request."""
-        url, headers = self._targets[endpoint]
-        state.url = str(url)
-        if "model" not in body and (endpoint.model or self._settings.model):
-            body = {**body, "model": endpoint.model or self._settings.model}
-        state.phase = f"waiting for the rate limit (attempt {number})"
-        async with self._limits.turn(endpoint.base_url, cost) as turn:
-            state.throttled += turn.waited
-            if self._http.external is None:  # surge's pool reports the phases
-                state.phase = f"waiting for a connection (attempt {number})"
-                on_phase = PhaseReporter(state, number)
-            else:
-                state.phase = f"waiting for a connection or the server's answer (attempt {number})"
-                on_phase = None
-            started = time.perf_counter()
-            try:
-                response = await post_json(
-                    self._http,
-                    url,
-                    body,
-                    timeout=self._timeout if timeout is None else self._read_timeout(timeout),
-                    headers=headers,
-                    secret=self._settings.key_for(endpoint),
-                    on_phase=on_phase,
-                )
-            except APIStatusError as exc:
-                turn.headers = exc.headers
-                raise
-            # One pass into a plain dict: httpx.Headers scans every header per lookup.
-            response_headers = turn.headers = dict(response.headers)
-            chat = decode_chat(response.content, status_code=response.status_code, url=state.url)
-            turn.used = chat.usage.total_tokens if chat.usage is not None else None
-        timings = response.extensions.get(TIMINGS_EXTENSION)
-        if not isinstance(timings, Timings):  # a user-supplied client without surge's pool
-            timings = Timings(total=time.perf_counter() - started)
-        chat._timings = timings
-        chat._request_id = request_id(response_headers)
-        return chat
 
     @overload
     async def structured(
@@ -486,8 +379,6 @@ class LLMClient:
             A `StructuredResult` with `.value`, `.responses`, `.attempts`, `.usage` (summed
             over every attempt) and `.mode` (the mode that produced the value).
         """
-        from surge._structured import run_structured
-
         return await run_structured(
             self,
             output_type,
@@ -498,6 +389,78 @@ class LLMClient:
             params=params,
             memory=self._modes,
         )
+
+    def preview_structured(
+        self,
+        output_type: Any,
+        messages: Sequence[MessageInput] | str,
+        *,
+        mode: OutputMode | None = None,
+        model: str | None = None,
+        **params: Any,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Return the messages and parameters `structured` would send first; send nothing.
+
+        For tests and debugging: the schema instructions as written into the prompt and
+        the `response_format` or `tools` of the mode the endpoint is known to accept (the
+        first one tried when none is known yet).
+
+        Raises:
+            ConfigError: As for `structured`.
+        """
+        return preview_request(
+            self, output_type, messages, mode=mode, model=model, params=params, memory=self._modes
+        )
+
+    # -- prompt functions ----------------------------------------------------------------
+
+    @overload
+    def function(self, fn: Callable[P, Awaitable[R]], /) -> PromptFunction[P, R]: ...
+
+    @overload
+    def function(
+        self,
+        fn: None = None,
+        /,
+        *,
+        prompt: PromptSource | None = None,
+        system: str | None = None,
+        mode: OutputMode | None = None,
+        max_retries: int = 2,
+        model: str | None = None,
+        **params: Any,
+    ) -> Callable[[Callable[P, Awaitable[R]]], PromptFunction[P, R]]: ...
+
+    def function(
+        self,
+        fn: Callable[P, Awaitable[R]] | None = None,
+        /,
+        *,
+        prompt: PromptSource | None = None,
+        system: str | None = None,
+        mode: OutputMode | None = None,
+        max_retries: int = 2,
+        model: str | None = None,
+        **params: Any,
+    ) -> PromptFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], PromptFunction[P, R]]:
+        """Make a typed prompt function bound to this client (see `surge.function`).
+
+        ```python
+        @client.function(temperature=0)
+        async def extract_invoice(text: str) -> Invoice:
+            \"\"\"Extract the invoice from: {text}\"\"\"
+        ```
+        """
+        decorate = function(
+            client=self,
+            prompt=prompt,
+            system=system,
+            mode=mode,
+            max_retries=max_retries,
+            model=model,
+            **params,
+        )
+        return decorate if fn is None else decorate(fn)
 
     # -- pool ----------------------------------------------------------------------------
 

@@ -8,8 +8,6 @@ that is not a chat completion becomes a `ResponseFormatError` showing its first 
 from __future__ import annotations
 
 import contextlib
-import email.utils
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,9 +15,10 @@ import pydantic
 import pydantic_core
 
 from surge._errors import RateLimitError, ResponseFormatError, preview, status_error_class
+from surge._headers import retry_after
 from surge._types import ChatResponse
 
-__all__ = ["REQUEST_ID_HEADERS", "decode_chat", "request_id", "retry_after", "status_error"]
+__all__ = ["REQUEST_ID_HEADERS", "decode_chat", "request_id", "status_error"]
 
 REQUEST_ID_HEADERS = ("x-request-id", "request-id", "openai-request-id", "x-litellm-call-id")
 """Headers servers use for their request id, most common first."""
@@ -32,41 +31,6 @@ def request_id(headers: Mapping[str, str]) -> str | None:
         if value:
             return value
     return None
-
-
-def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """Return how many seconds the server asked the client to wait, if it said.
-
-    Reads `retry-after-ms` (milliseconds, OpenAI's), then `Retry-After` as seconds or as
-    an HTTP date.
-
-    Args:
-        headers: The response headers (case-insensitive mapping).
-        now: The current Unix time, for HTTP dates (default: the clock).
-
-    Returns:
-        Seconds (never negative), or None when neither header is present and valid.
-    """
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _redact(text: str, secret: str | None) -> str:

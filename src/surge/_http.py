@@ -34,8 +34,8 @@ from surge._errors import (
     TransportError,
     WriteTimeout,
 )
-from surge._pool import PoolTransport
 from surge._timings import PHASE_EXTENSION, PoolStats
+from surge._transport.pool import PoolTransport
 
 __all__ = [
     "LoopLocalClient",

@@ -1,4 +1,4 @@
-"""Retries and the per-call deadline: `RetryPolicy`, `Attempt`, and the loop that runs a call.
+"""Retries and the per-call deadline: `RetryPolicy` and the loop that runs a call.
 
 A call travels: the concurrency limit, then attempts. Each attempt goes to an endpoint
 picked by the `Router`; a failure the policy calls retryable leads to another attempt, on
@@ -23,13 +23,12 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from surge._decode import retry_after
+from surge._attempt import Attempt
 from surge._endpoints import Endpoint, Router
 from surge._errors import (
     APIStatusError,
@@ -42,12 +41,12 @@ from surge._errors import (
     Timeout,
     TransportError,
 )
+from surge._headers import retry_after
 from surge._limits import Limiter, release_shielded
 
 __all__ = [
     "DEFAULT_RETRY_STATUSES",
     "NEVER_RETRIED_STATUSES",
-    "Attempt",
     "CallState",
     "PhaseReporter",
     "RetryPolicy",
@@ -65,36 +64,6 @@ DEFAULT_RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 NEVER_RETRIED_STATUSES = frozenset({400, 401, 403, 404, 422})
 """Statuses that mean the request itself is wrong: replaying it would fail the same way."""
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One attempt of a call: where it went, how it ended, how long the call then waited.
-
-    Attributes:
-        number: 1 for the first attempt, 2 for the first retry, ...
-        endpoint: The API root the attempt went to.
-        status_code: The HTTP status of the answer (200 on success), or None when no
-            answer arrived.
-        error: The error that ended the attempt, or None when it succeeded.
-        duration: Seconds the attempt took, from its start (rate-limit wait included) to
-            its answer or error.
-        wait: Seconds the call waited after this attempt before the next one (backoff or
-            the server's `Retry-After`); 0.0 for the last attempt or a switch to another
-            endpoint.
-    """
-
-    number: int
-    endpoint: str
-    status_code: int | None = None
-    error: SurgeError | None = None
-    duration: float = 0.0
-    wait: float = 0.0
-
-    def __str__(self) -> str:
-        what = "ok" if self.error is None else f"{type(self.error).__name__}"
-        status = f" {self.status_code}" if self.status_code is not None else ""
-        return f"attempt {self.number} to {self.endpoint}:{status} {what}"
 
 
 def was_sent(error: BaseException) -> bool:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr
 from surge._timings import Timings
 
 if TYPE_CHECKING:
-    from surge._retry import Attempt
+    from surge._attempt import Attempt
 
 __all__ = [
     "ChatResponse",

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from surge._errors import ConfigError
-from surge._refs import lookup_ref
+from surge._parsing._refs import lookup_ref
 
 __all__ = ["Prop", "Schema", "compile_schema"]
 

@@ -1,6 +1,6 @@
 """One HTTP/2 connection of the pool: many concurrent requests as streams.
 
-Built on the `h2` state machine over a `surge._backend.Stream`, on asyncio and trio alike,
+Built on the `h2` state machine over a `surge._transport.backend.Stream`, on asyncio and trio alike,
 with no background task: a request that needs the next event of its stream reads the
 socket itself if no other request is reading, and hands every event it reads to the
 stream it belongs to; requests whose event has not arrived yet park until it does, and one
@@ -28,9 +28,9 @@ import h2.exceptions
 import h2.settings
 import httpx
 
-from surge._backend import Stream, Timer
-from surge._connection import RetryableError
 from surge._timings import TIMINGS_EXTENSION, Timings
+from surge._transport.backend import Stream, Timer
+from surge._transport.h1 import RetryableError
 
 __all__ = ["H2Body", "H2Connection"]
 
@@ -469,4 +469,5 @@ class H2Body(httpx.AsyncByteStream):
             raise
 
     async def aclose(self) -> None:
+        """Close the response; reset its stream if it was not read to the end."""
         self._finish(True)

@@ -32,7 +32,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from surge._refs import resolve_ref
+from surge._parsing._refs import resolve_ref
 
 __all__ = ["render_schema", "schema_instructions"]
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import trio
 
-from surge._backend import Backend, Stream, Timer, Waiter
+from surge._transport.backend import Backend, Stream, Timer, Waiter
 
 __all__ = ["TrioBackend"]
 
@@ -129,6 +129,7 @@ class TrioBackend(Backend):
         self._closed = False
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        """Call `callback` after `delay` seconds."""
         timer = _TrioTimer(self.now() + delay, callback)
         heapq.heappush(self._timers, timer)
         if not self._started:
@@ -159,17 +160,20 @@ class TrioBackend(Backend):
             self._scope = None
 
     def close(self) -> None:
+        """Drop pending timers and stop the timer task."""
         self._closed = True
         self._timers.clear()
         if self._scope is not None:
             self._scope.cancel()
 
     def waiter(self) -> Waiter:
+        """Return a new waiter."""
         return _TrioWaiter()
 
     async def connect(
         self, host: str, port: int, ssl_context: ssl.SSLContext | None, time_limit: float | None
     ) -> Stream:
+        """Open a TCP (and TLS) connection within `time_limit` seconds."""
         try:
             with trio.fail_after(math.inf if time_limit is None else time_limit):
                 tcp = await trio.open_tcp_stream(host, port)

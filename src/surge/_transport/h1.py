@@ -1,7 +1,7 @@
 """One HTTP/1.1 connection of the pool: sends a request, parses its response.
 
-The connection is written against `surge._backend.Stream`, so the same code runs on asyncio
-(an `asyncio.Protocol` stream) and trio. Responses are parsed by `surge._http11`. A
+The connection is written against `backend.Stream`, so the same code runs on asyncio (an
+`asyncio.Protocol` stream) and trio. Responses are parsed by `h1_parser`. A
 connection goes back to its owner (the pool's per-origin state) as soon as the response is
 complete, which for a small body is before the caller has read it: the body is kept by the
 response stream, so a caller that never reads or closes a response leaks nothing. A
@@ -15,9 +15,9 @@ from typing import Any, Protocol
 
 import httpx
 
-from surge._backend import Stream
-from surge._http11 import ProtocolError, ResponseParser, serialize_head
 from surge._timings import TIMINGS_EXTENSION, Timings
+from surge._transport.backend import Stream
+from surge._transport.h1_parser import ProtocolError, ResponseParser, serialize_head
 
 __all__ = ["H1Body", "H1Connection", "Owner", "RetryableError"]
 
@@ -249,4 +249,5 @@ class H1Body(httpx.AsyncByteStream):
         self._finish()
 
     async def aclose(self) -> None:
+        """Close the response: reuse the connection if it was read to the end."""
         self._finish()

@@ -2,8 +2,8 @@
 
 An `OutputPlan` is built once per output type (cached): the target's JSON Schema, whether
 it must be wrapped in an object (`{"value": ...}`: tools and response_format want an
-object at the root), its strict form (`surge._strict`), its compact rendering for the
-prompt (`surge._schema_prompt`), and the name the schema and tool go by. The plan turns a
+object at the root), its strict form (`surge._structured.strict`), its compact rendering for the
+prompt (`surge._structured.schema_prompt`), and the name the schema and tool go by. The plan turns a
 strategy into request parameters and a reply's text into a validated value.
 """
 
@@ -21,11 +21,11 @@ from typing import Any
 import pydantic
 
 from surge._errors import ConfigError, OutputParseError
-from surge._modes import Strategy
 from surge._parsing import parse
-from surge._refs import resolve_ref
-from surge._schema_prompt import schema_instructions
-from surge._strict import StrictSchema, make_strict, prune_nulls
+from surge._parsing._refs import resolve_ref
+from surge._structured.modes import Strategy
+from surge._structured.schema_prompt import schema_instructions
+from surge._structured.strict import StrictSchema, make_strict, prune_nulls
 from surge._types import ChatResponse
 
 __all__ = ["OutputPlan", "plan_for"]
@@ -36,6 +36,8 @@ _WRAP_KEY = "value"
 
 @dataclass(frozen=True)
 class OutputPlan:
+    """How one output type is asked for and read back, computed once per type."""
+
     target: Any  # what `parse` validates against: the type, or the schema dict
     schema: dict[str, Any]  # the target's JSON Schema
     wrapped: bool  # the schema's root is not an object: sent as {"value": ...}
@@ -48,12 +50,14 @@ class OutputPlan:
     object_prompt_text: str  # the other modes: the object actually asked for
 
     def unwrap(self, value: Any) -> Any:
+        """Return the caller's value from what was parsed (unwrap a non-object target)."""
         if not self.wrapped:
             return value
         return value[_WRAP_KEY] if isinstance(value, dict) else getattr(value, _WRAP_KEY)
 
 
 def plan_for(output_type: Any) -> OutputPlan:
+    """Return the (cached) plan for an output type or schema dict."""
     if isinstance(output_type, Mapping):
         key = json.dumps(output_type, sort_keys=True, default=str)
         return _schema_plan(key)

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from surge._refs import resolve_ref
+from surge._parsing._refs import resolve_ref
 
 __all__ = ["StrictSchema", "make_strict", "prune_nulls"]
 

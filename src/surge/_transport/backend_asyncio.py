@@ -1,6 +1,6 @@
 """The asyncio backend: futures, deadline queues, `asyncio.Protocol` streams.
 
-Reads wait on a future whose timeout is an entry in `surge._deadlines` (no task, no cancel
+Reads wait on a future whose timeout is an entry in `deadlines` (no task, no cancel
 scope, no heap timer per read); a stream buffers what arrives and wakes its one reader;
 writes go straight to the transport and wait only when it asks to pause.
 """
@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from surge._backend import Backend, Stream, Timer, Waiter
-from surge._deadlines import Deadlines
+from surge._transport.backend import Backend, Stream, Timer, Waiter
+from surge._transport.deadlines import Deadlines
 
 __all__ = ["AsyncioBackend"]
 
@@ -263,17 +263,21 @@ class AsyncioBackend(Backend):
         self.now = self._loop.time  # type: ignore[method-assign]
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        """Call `callback` after `delay` seconds on the loop."""
         return self._loop.call_later(delay, callback)
 
     def waiter(self) -> Waiter:
+        """Return a waiter bound to this loop."""
         return _AsyncioWaiter(self._loop, self._deadlines)
 
     def close(self) -> None:
+        """Stop the deadline timer."""
         self._deadlines.close()
 
     async def connect(
         self, host: str, port: int, ssl_context: ssl.SSLContext | None, time_limit: float | None
     ) -> Stream:
+        """Open a TCP (and TLS) connection within `time_limit` seconds."""
         loop = self._loop
         stream = _AsyncioStream(loop, self._deadlines)
         coro = loop.create_connection(

@@ -1,11 +1,11 @@
 """The event-loop side of the pool: clocks, timers, waiters and byte streams.
 
 The pool and its connections are written once against the small interface here, and run
-on asyncio (`surge._backend_asyncio`) or trio (`surge._backend_trio`). A backend is chosen
-once per pool (on its first request), never per call, so the hot path pays for no library
-detection. The asyncio streams are
-`asyncio.Protocol`s whose reads wait on a future with a `loop.call_later` timer (no task,
-no cancel scope per read); the trio streams are trio's own socket and TLS streams.
+on asyncio (`backend_asyncio`) or trio (`backend_trio`). A backend is chosen once per pool
+(on its first request), never per call, so the hot path pays for no library detection.
+The asyncio streams are `asyncio.Protocol`s whose reads wait on a future with a
+`loop.call_later` timer (no task, no cancel scope per read); the trio streams are trio's own
+socket and TLS streams.
 
 Streams raise httpx's exceptions (`ReadError`, `ReadTimeout`, `WriteError`, ...) without a
 request attached; the pool attaches it.
@@ -104,7 +104,7 @@ def get_backend() -> Backend:
     except RuntimeError:
         pass
     else:
-        from surge._backend_asyncio import AsyncioBackend
+        from surge._transport.backend_asyncio import AsyncioBackend
 
         return AsyncioBackend()
     if "trio" in sys.modules:
@@ -115,7 +115,7 @@ def get_backend() -> Backend:
         except RuntimeError:
             pass
         else:
-            from surge._backend_trio import TrioBackend
+            from surge._transport.backend_trio import TrioBackend
 
             return TrioBackend()
     raise RuntimeError("surge's pool needs a running asyncio or trio event loop")

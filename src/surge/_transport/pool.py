@@ -1,0 +1,197 @@
+"""surge's connection pool: an `httpx.AsyncBaseTransport` with O(1) acquire and release.
+
+Each origin (scheme, host, port) has its own state: idle HTTP/1.1 connections (a stack, so
+the most recently used is reused first and the oldest expire first), HTTP/2 connections
+with a free stream, a count of open connections against `max_connections`, and a FIFO of
+waiting requests. Acquiring and releasing touch only the ends of these queues, whatever
+the number of requests in flight or waiting: a released connection goes straight to the
+first live waiter, and a waiter that gave up (cancelled, timed out) is skipped when it
+reaches the front (lazy deletion), never searched for.
+
+A request that finds nothing free and room under the limit opens its own connection; with
+`http2=True` it first waits for a connection already being opened, since one HTTP/2
+connection serves many requests. Idle connections close after `keepalive_expiry` by a
+timer, also when the pool is otherwise quiet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import httpx
+
+from surge._config import PoolConfig
+from surge._timings import PHASE_EXTENSION, PoolStats, Timings
+from surge._transport.backend import Backend, get_backend, make_ssl_context
+from surge._transport.h1 import RetryableError
+from surge._transport.h2 import H2Connection
+from surge._transport.origin import Open, Origin
+from surge._transport.stats import WAIT_WARNING_THRESHOLD, WaitStats
+
+__all__ = ["PoolTransport"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class PoolTransport(httpx.AsyncBaseTransport):
+    """surge's connection pool as an httpx transport.
+
+    Give it to `httpx.AsyncClient(transport=...)`. Limits apply per origin. Each response
+    carries `extensions["surge.timings"]` (a `surge.Timings`) and `extensions["http_version"]`.
+
+    Args:
+        config: Limits, timeouts, HTTP/2 and TLS settings; the defaults if None.
+    """
+
+    def __init__(self, config: PoolConfig | None = None) -> None:
+        self._config = config if config is not None else PoolConfig()
+        self._origins: dict[tuple[bytes, bytes, int | None], Origin] = {}
+        self._backend: Backend | None = None
+        self._stats = WaitStats()
+        self._ssl: Any = None
+        self._closed = False
+
+    def _ssl_context(self) -> Any:
+        if self._ssl is None:
+            self._ssl = make_ssl_context(self._config.verify, self._config.http2)
+        return self._ssl
+
+    def _origin(self, url: httpx.URL) -> Origin:
+        if self._backend is None:
+            self._backend = get_backend()
+        scheme = url.scheme
+        if scheme not in _DEFAULT_PORTS:
+            raise httpx.UnsupportedProtocol(
+                f"surge's pool speaks http:// and https:// only, not {scheme!r}"
+            )
+        origin = Origin(self, scheme, url.host, url.port or _DEFAULT_PORTS[scheme])
+        self._origins[(url.raw_scheme, url.raw_host, url.port)] = origin
+        return origin
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send one request over a pooled connection and return its response.
+
+        Args:
+            request: The request; `extensions["timeout"]` overrides the config's timeouts.
+
+        Returns:
+            The response, with its body still to be read.
+
+        Raises:
+            httpx.PoolTimeout: No connection was free within the pool timeout.
+            httpx.ConnectError: The connection could not be opened (or the pool is closed).
+            httpx.TransportError: Any other failure, e.g. ReadTimeout, RemoteProtocolError.
+        """
+        url = request.url
+        try:
+            if self._closed:
+                raise httpx.ConnectError("this surge pool was closed (aclose or abandon)")
+            origin = self._origins.get((url.raw_scheme, url.raw_host, url.port))
+            if origin is None:
+                origin = self._origin(url)
+            config = self._config
+            timeouts = request.extensions.get("timeout")
+            if timeouts:
+                pool_timeout = timeouts.get("pool", config.pool)
+                connect_timeout = timeouts.get("connect", config.connect)
+                read_timeout = timeouts.get("read", config.read)
+                write_timeout = timeouts.get("write", config.write)
+            else:
+                pool_timeout, connect_timeout = config.pool, config.connect
+                read_timeout, write_timeout = config.read, config.write
+            on_phase = request.extensions.get(PHASE_EXTENSION)
+            now = origin.now
+            start = now()
+            timings = Timings()
+            for attempt in (0, 1):
+                conn = origin.try_acquire()
+                if conn is None:
+                    conn = await origin.wait(pool_timeout)
+                acquired = now()
+                waited = acquired - start
+                self._stats.record(waited)
+                if waited > WAIT_WARNING_THRESHOLD:
+                    self._stats.slow_wait(
+                        waited, acquired, origin.n_waiting, origin.url, origin.max_conn
+                    )
+                if attempt == 0:
+                    timings.queued = waited
+                if isinstance(conn, Open):
+                    if self._closed:
+                        origin.open_failed()
+                        raise httpx.ConnectError("this surge pool was closed (aclose or abandon)")
+                    if on_phase is not None:
+                        on_phase("connecting")
+                    conn = await origin.open(connect_timeout)
+                    timings.connect = conn.connect_time
+                if conn.http2:
+                    timings.http_version = "HTTP/2"
+                if on_phase is not None:
+                    on_phase("sending")
+                try:
+                    return await conn.handle(request, read_timeout, write_timeout, timings, start)
+                except RetryableError as exc:
+                    if attempt:
+                        raise exc.error from None
+                    start = now()
+            raise AssertionError("unreachable")  # pragma: no cover
+        except httpx.TransportError as exc:
+            exc.request = request
+            raise
+
+    async def aclose(self) -> None:
+        """Close every connection; later requests raise `httpx.ConnectError`."""
+        self._close_sync()
+
+    def _close_sync(self) -> None:
+        self._closed = True
+        for origin in self._origins.values():
+            origin.close_all()
+        if self._backend is not None:
+            self._backend.close()
+
+    def abandon(self) -> None:
+        """Close every socket at once without touching the event loop.
+
+        For a forked child process, or when the event loop that used the pool has ended:
+        never raises and never schedules anything on a loop.
+        """
+        self._closed = True
+        for origin in self._origins.values():
+            with contextlib.suppress(Exception):  # best effort by design
+                origin.abandon_all()
+
+    def stats(self) -> PoolStats:
+        """Return a snapshot of the pool, summed over origins.
+
+        Returns:
+            In-use, idle and waiting counts now; counters and wait percentiles since the
+            last `reset_stats()`.
+        """
+        in_use = idle = waiting = 0
+        for origin in self._origins.values():
+            in_use += origin.in_use
+            waiting += origin.n_waiting
+            idle += len(origin.idle)
+            idle += sum(1 for c in origin.conns if isinstance(c, H2Connection) and c.streams == 0)
+        stats = self._stats
+        p50, p90, p99 = stats.percentiles()
+        return PoolStats(
+            in_use=in_use,
+            idle=idle,
+            waiting=waiting,
+            connections_opened=stats.connections_opened,
+            requests=stats.requests,
+            wait_seconds_max=stats.wait_max,
+            wait_seconds_p50=p50,
+            wait_seconds_p90=p90,
+            wait_seconds_p99=p99,
+        )
+
+    def reset_stats(self) -> None:
+        """Reset counters and wait percentiles (not the in-use, idle and waiting counts)."""
+        self._stats.reset()
+
+    def __repr__(self) -> str:
+        return f"PoolTransport({self._config!r})"
