@@ -155,6 +155,9 @@ def main() -> int:
     )
     ap.add_argument("--sizes", default="1000,32000,1000000", help="text sizes, in characters")
     ap.add_argument("--shapes", default=",".join([*SHAPES, SCHEMA_ROW]), help="shapes to run")
+    ap.add_argument(
+        "--peer-budget", type=float, default=20.0, help="skip a peer run expected to be longer"
+    )
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     jr_version = getattr(json_repair, "__version__", None) or _dist_version("json_repair")
@@ -164,6 +167,7 @@ def main() -> int:
     )
     print(f"{'shape':20s} {'size':>9s} {'surge':>10s} {'peer':>10s} {'ratio':>6s} {'surge/MB':>9s}")
     for name in args.shapes.split(","):
+        last_peer: tuple[float, int] | None = None  # (time, size) of the peer's last run
         for size in sizes:
             if name == SCHEMA_ROW:
                 text = json.dumps(_items(size))
@@ -176,8 +180,17 @@ def main() -> int:
                 build, target, expect = SHAPES[name]
                 text = build(size)
                 ours = _time(_surge(text, target, expect))
-                peer = _time(lambda t=text: _peer(t))
                 label = "json_repair"
+                guess = last_peer[0] * len(text) / last_peer[1] if last_peer else 0.0
+                if guess > args.peer_budget:  # at least that long, if it were linear
+                    print(
+                        f"{name:20s} {len(text):9d} {_ms(ours):>10s} {'skipped':>10s}"
+                        f"    -   {ours / len(text) * 1e6:7.3f} s  (json_repair: over"
+                        f" {guess:.0f} s even if linear, past --peer-budget)"
+                    )
+                    continue
+                peer = _time(lambda t=text: _peer(t))
+                last_peer = (peer, len(text))
             per_mb = ours / len(text) * 1e6
             print(
                 f"{name:20s} {len(text):9d} {_ms(ours):>10s} {_ms(peer):>10s}"
