@@ -133,6 +133,20 @@ def test_tagged_union_is_fitted_once_per_node() -> None:
     assert done["coercions"] == 3 * depth + 3
 
 
+def test_clean_json_for_a_recursive_tagged_union_skips_pydantic_smart_mode() -> None:
+    # pydantic's own validate_json tries both members at every level: 2^150 here.
+    depth = 150
+    value, done = work(parse, _tree(depth), NodeA | NodeB)
+    assert _kinds(value) == "BA" * 75 + "f"
+    assert done["objects"] == depth + 1
+
+
+def test_a_model_without_a_recursive_tagged_union_keeps_the_fast_path() -> None:
+    value, done = work(parse, '{"text": "x"}', Text)
+    assert value == Text(text="x")
+    assert done["coercions"] == 0  # pydantic read it; the coercer never ran
+
+
 def test_pydantic_discriminator_is_used_too() -> None:
     class Cat(BaseModel):
         pet: Literal["cat"]

@@ -97,12 +97,61 @@ def _add_field_names(by_alias: Any, by_name: Any) -> None:
             _add_field_names(a, b)
 
 
+def _recursive(root: Schema) -> bool:
+    """Does the compiled schema refer back to itself (a recursive model)?"""
+    on_path: set[int] = set()
+    done: set[int] = set()
+    stack: list[tuple[Schema, bool]] = [(root, False)]
+    while stack:
+        s, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(s))
+            done.add(id(s))
+            continue
+        if id(s) in on_path:
+            return True
+        if id(s) in done:
+            continue
+        on_path.add(id(s))
+        stack.append((s, True))
+        children = list(s.branches) + [p.schema for p in s.props]
+        children += [c for c in (s.items, s.extra) if c is not None]
+        for child in children:
+            stack.append((child, False))
+    return False
+
+
+def _has_smart_tagged_union(root: Schema) -> bool:
+    """Does the schema hold a union told apart by a tag that pydantic validates "smart"?
+
+    pydantic tries every member of such a union in full before it looks at the tag, so on
+    nested input (a recursive schema) its own `validate_json` costs 2^depth. The lenient
+    path picks the member by its tag and is linear, so such targets skip the fast path.
+    (Recursive anywhere, tagged anywhere: it errs toward the lenient path.)
+    """
+    seen: set[int] = set()
+    todo = [root]
+    while todo:
+        s = todo.pop()
+        if id(s) in seen:
+            continue
+        seen.add(id(s))
+        if s.kind == "union" and "discriminator" not in s.raw and s.tag() is not None:
+            return True
+        todo.extend(s.branches)
+        todo.extend(p.schema for p in s.props)
+        todo.extend(c for c in (s.items, s.extra) if c is not None)
+    return False
+
+
 def _prepare_fast(target: Any) -> Callable[[str], Any] | None:
     entry = _target(target)
     base = entry.schema.non_null()
     fast: Callable[[str], Any] | None = None
     # A string target takes the raw text verbatim, which validate_json would unquote.
-    if base.kind != "string" or "format" in base.raw:  # dates and the like: not verbatim
+    # A recursive tagged union costs pydantic 2^depth (see `_has_smart_tagged_union`).
+    exponential = _has_smart_tagged_union(entry.schema) and _recursive(entry.schema)
+    if not exponential and (base.kind != "string" or "format" in base.raw):
         # pydantic-core's validator itself: the same validation as
         # `TypeAdapter.validate_json` without its Python wrapper (a deferred build, whose
         # validator is a placeholder until first use, keeps the wrapper).
