@@ -39,6 +39,7 @@ from surge._functions import PromptFunction, RenderedPrompt, function
 from surge._http import http_client
 from surge._limits import RateLimit
 from surge._parsing import parse
+from surge._progress import BatchProgress
 from surge._prompt_template import Image
 from surge._redis_store import RedisStore
 from surge._retry import RetryPolicy
@@ -62,6 +63,7 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "BatchProgress",
     "ChatResponse",
     "Choice",
     "ConfigError",
