@@ -19,6 +19,7 @@ from surge._errors import (
     ConnectError,
     ConnectTimeout,
     DeadlineExceeded,
+    LimitsUnavailable,
     NotFoundError,
     OutputParseError,
     PermissionDeniedError,
@@ -40,7 +41,9 @@ from surge._limits import RateLimit
 from surge._parsing import parse
 from surge._progress import BatchProgress
 from surge._prompt_template import Image
+from surge._redis_store import RedisStore
 from surge._retry import RetryPolicy
+from surge._store import LimitsStore
 from surge._structured.run import StructuredOutputError, StructuredResult
 from surge._timings import PoolStats, Timings
 from surge._types import (
@@ -73,6 +76,8 @@ __all__ = [
     "FunctionCall",
     "Image",
     "LLMClient",
+    "LimitsStore",
+    "LimitsUnavailable",
     "Message",
     "NotFoundError",
     "OutputMode",
@@ -85,6 +90,7 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "ReadTimeout",
+    "RedisStore",
     "RemoteProtocolError",
     "RenderedPrompt",
     "ResponseFormatError",

@@ -27,6 +27,7 @@ from surge._limits import ClientLimits, RateLimit
 from surge._progress import ProgressOption
 from surge._retry import RetryPolicy, check_deadline, resolve_policy
 from surge._settings import DEFAULT_BASE_URL, UNSET, Settings, check_timeout
+from surge._store import LimitsStore
 from surge._structured.modes import ModeMemory, OutputMode
 from surge._structured.run import StructuredResult, preview_request, run_structured
 from surge._timings import PoolStats
@@ -84,6 +85,10 @@ class LLMClient:
         strategy: How calls pick an endpoint: "fallback" (in order, the next on a
             retryable failure), "round_robin" or "weighted".
         cooldown: When an endpoint that keeps failing is skipped (`Cooldown`).
+        limits_store: Where `max_concurrency`, `rate_limit`, the server's rate-limit
+            hints and endpoint cool-downs live: None keeps them in this process; a
+            `surge.RedisStore` shares them with every process using the same namespace
+            (see docs/scaling.md).
         **pool_kwargs: `PoolConfig` fields.
 
     Raises:
@@ -109,9 +114,17 @@ class LLMClient:
         endpoints: Sequence[Endpoint] | None = None,
         strategy: Strategy = "fallback",
         cooldown: Cooldown | None = None,
+        limits_store: LimitsStore | None = None,
         **pool_kwargs: Any,
     ) -> None:
         config = PoolConfig.from_kwargs(pool, pool_kwargs)
+        if limits_store is not None:
+            if not isinstance(limits_store, LimitsStore):
+                raise ConfigError(
+                    f"limits_store must be a surge.RedisStore (a LimitsStore), "
+                    f"not {type(limits_store).__name__}"
+                )
+            limits_store.check_backend()
         if endpoints is not None and base_url is not None:
             raise ConfigError("give either base_url= or endpoints=, not both")
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
@@ -139,8 +152,10 @@ class LLMClient:
             retry=resolve_policy(retry),
             deadline=check_deadline(deadline),
         )
+        if limits_store is not None:
+            router.shared = limits_store.health()
         self._router = router
-        self._limits = ClientLimits(max_concurrency, rate_limit)
+        self._limits = ClientLimits(max_concurrency, rate_limit, limits_store)
         self._http = LoopLocalClient(config, external=http_client)
         self._owns_pool = True
         # Which structured-output mode each endpoint accepts, learned once per endpoint
