@@ -19,6 +19,7 @@ from surge._errors import (
     ConnectError,
     ConnectTimeout,
     DeadlineExceeded,
+    LimitsUnavailable,
     NotFoundError,
     OutputParseError,
     PermissionDeniedError,
@@ -38,8 +39,11 @@ from surge._functions import PromptFunction, RenderedPrompt, function
 from surge._http import http_client
 from surge._limits import RateLimit
 from surge._parsing import parse
+from surge._progress import BatchProgress
 from surge._prompt_template import Image
+from surge._redis_store import RedisStore
 from surge._retry import RetryPolicy
+from surge._store import LimitsStore
 from surge._structured.run import StructuredOutputError, StructuredResult
 from surge._timings import PoolStats, Timings
 from surge._types import (
@@ -59,6 +63,7 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "BatchProgress",
     "ChatResponse",
     "Choice",
     "ConfigError",
@@ -71,6 +76,8 @@ __all__ = [
     "FunctionCall",
     "Image",
     "LLMClient",
+    "LimitsStore",
+    "LimitsUnavailable",
     "Message",
     "NotFoundError",
     "OutputMode",
@@ -83,6 +90,7 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "ReadTimeout",
+    "RedisStore",
     "RemoteProtocolError",
     "RenderedPrompt",
     "ResponseFormatError",
