@@ -1,0 +1,384 @@
+"""`ChatStream`: one streamed chat completion, read chunk by chunk.
+
+```python
+async with client.stream(messages) as stream:
+    async for text in stream.text_deltas():
+        print(text, end="")
+    response = await stream.response()
+```
+
+The stream is opened through the client's `CallPath` (limits, retries, endpoints,
+deadline). Retries and endpoint fallback happen only until the first event has arrived:
+from then on what the caller saw cannot be taken back. Leaving the `async with` block in
+any way (the end, `break`, an exception, a cancellation) closes the response at once: surge's
+pool closes an HTTP/1.1 connection that was not read to the end (so the server sees the
+client go) and resets an HTTP/2 stream; the connection place, the concurrency place and
+the rate-limit turn are given back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+import anyio
+import httpx
+
+from surge._call import CallPath, StreamLease
+from surge._decode import decode_chat
+from surge._errors import BadRequestError, ConfigError, DeadlineExceeded, ReadTimeout, RemoteProtocolError
+from surge._http import translate_error
+from surge._retry import RetryPolicy
+from surge._streaming.chunks import Assembler, StreamChunk, ToolCallDelta, decode_event
+from surge._streaming.sse import SSEDecoder
+from surge._timings import Timings
+from surge._types import ChatResponse
+
+__all__ = ["ChatStream", "StreamReader", "chat_stream", "open_reader", "stream_body"]
+
+
+class StreamReader:
+    """Reads a response body into chunks: bytes, then events, then `StreamChunk`s.
+
+    Args:
+        response: The streamed response (status already checked).
+        url: Its URL, for messages.
+        allow_truncated: Accept a stream that ends without `[DONE]`.
+    """
+
+    __slots__ = (
+        "_body",
+        "_decoder",
+        "_json_body",
+        "_json_parts",
+        "allow_truncated",
+        "done",
+        "queue",
+        "response",
+        "url",
+    )
+
+    def __init__(self, response: httpx.Response, url: str, allow_truncated: bool) -> None:
+        self.response = response
+        self.url = url
+        self.allow_truncated = allow_truncated
+        self.queue: deque[StreamChunk] = deque()
+        self.done = False
+        self._decoder = SSEDecoder()
+        content_type = response.headers.get("content-type", "")
+        # A server that ignored stream=True and answered with one JSON completion.
+        self._json_body = "json" in content_type and "event-stream" not in content_type
+        self._json_parts: list[bytes] = []
+        stream = response.stream
+        if isinstance(stream, httpx.AsyncByteStream) and not response.headers.get(
+            "content-encoding"
+        ):
+            self._body: AsyncIterator[bytes] = stream.__aiter__()
+        else:
+            self._body = response.aiter_bytes()
+
+    async def fill(self, read_timeout: float | None) -> None:
+        """Read once from the network and queue the chunks it completed.
+
+        Raises:
+            ReadTimeout: Nothing arrived within the read timeout.
+            RemoteProtocolError: The connection dropped, or the stream ended without
+                `[DONE]` (unless `allow_truncated`).
+            APIStatusError: The server sent an `{"error": ...}` event.
+            ResponseFormatError: An event is not a chat-completion chunk.
+        """
+        try:
+            data = await self._body.__anext__()
+        except StopAsyncIteration:
+            self._end()
+            return
+        except httpx.ReadTimeout:
+            waited = f" for {read_timeout:g} s" if read_timeout is not None else ""
+            raise ReadTimeout(
+                f"POST {self.url}: no data arrived{waited} while waiting for the next chunk "
+                "of the stream (the read timeout, per read)",
+                method="POST",
+                url=self.url,
+            ) from None
+        except httpx.HTTPError as exc:
+            raise translate_error(exc, "POST", self.url) from None
+        if self._json_body:
+            self._json_parts.append(data)
+            return
+        for event in self._decoder.feed(data):
+            if self.done:
+                break
+            payload = event.data
+            if payload == "[DONE]":
+                self.done = True
+                break
+            if event.event == "error" and not payload.startswith("{"):
+                payload = '{"error": {"message": ' + _quote(payload) + "}}"
+            self.queue.extend(decode_event(payload, self.url))
+
+    def _end(self) -> None:
+        if self._json_body:
+            body = b"".join(self._json_parts)
+            chat = decode_chat(body, status_code=self.response.status_code, url=self.url)
+            for choice in chat.choices:
+                raw = {**chat.raw, "object": "chat.completion.chunk"}
+                message = choice.message
+                self.queue.append(
+                    StreamChunk(
+                        raw,
+                        content=message.content,
+                        tool_calls=tuple(
+                            ToolCallDelta(i, c.id, c.function.name, c.function.arguments)
+                            for i, c in enumerate(message.tool_calls or [])
+                        ),
+                        finish_reason=choice.finish_reason,
+                        usage=chat.usage if choice.index == chat.choices[0].index else None,
+                        index=choice.index,
+                        role=message.role,
+                    )
+                )
+            self.done = True
+            return
+        midway = self._decoder.pending
+        self._decoder.close()
+        self.done = True
+        if not self.allow_truncated:
+            where = "in the middle of an event" if midway else "without sending [DONE]"
+            raise RemoteProtocolError(
+                f"POST {self.url}: the stream ended {where}; the answer may be cut short "
+                "(pass allow_truncated=True to keep what arrived)",
+                method="POST",
+                url=self.url,
+            )
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text)
+
+
+async def open_reader(
+    response: httpx.Response, url: str, allow_truncated: bool, read_timeout: float | None
+) -> StreamReader:
+    """Start reading a response: up to its first chunk (or its end)."""
+    reader = StreamReader(response, url, allow_truncated)
+    while not reader.queue and not reader.done:
+        await reader.fill(read_timeout)
+    return reader
+
+
+class ChatStream:
+    """A streamed chat completion: an async context manager, then an async iterator.
+
+    Made by `LLMClient.stream`; opened by `async with`. Iterate it for `StreamChunk`s,
+    or `text_deltas()` for the text alone; `await response()` drains what is left and
+    returns the `ChatResponse` a non-streaming call would have given.
+
+    Attributes:
+        text: The first choice's text so far.
+        timings: The call's timings (`ttft`, `max_gap`, ... filled as the stream goes).
+        request_id: The server's request id, when it sent one.
+    """
+
+    def __init__(
+        self,
+        open_stream: Callable[[], Awaitable[StreamLease[StreamReader]]],
+        read_timeout: float | None,
+    ) -> None:
+        self._open = open_stream
+        self._read_timeout = read_timeout
+        self._lease: StreamLease[StreamReader] | None = None
+        self._reader: StreamReader | None = None
+        self._assembler = Assembler()
+        self._text: list[str] = []
+        self._joined = ""
+        self._last: float | None = None
+        self._closed = False
+        self._response: ChatResponse | None = None
+        self.timings = Timings()
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> ChatStream:
+        if self._lease is not None or self._closed:
+            raise ConfigError("a ChatStream can be opened once; call client.stream() again")
+        self._lease = await self._open()
+        self._reader = self._lease.reader
+        self.timings = self._lease.timings
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the response (resetting or closing its connection when unfinished).
+
+        Safe to call twice, and from a cancelled task: nothing in it waits.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        lease = self._lease
+        if lease is None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await lease.response.aclose()
+            finally:
+                usage = self._assembler.usage
+                await lease.release(usage.total_tokens if usage is not None else None)
+        self.timings.total = time.perf_counter() - lease.started
+
+    # -- reading -------------------------------------------------------------------------
+
+    def __aiter__(self) -> ChatStream:
+        return self
+
+    async def __anext__(self) -> StreamChunk:
+        reader = self._reader
+        if reader is None:
+            raise ConfigError("open the stream first: `async with client.stream(...) as stream:`")
+        while not reader.queue:
+            if reader.done or self._closed:
+                raise StopAsyncIteration
+            await self._fill(reader)
+        chunk = reader.queue.popleft()
+        self._take(chunk)
+        return chunk
+
+    async def _fill(self, reader: StreamReader) -> None:
+        lease = self._lease
+        assert lease is not None
+        state = lease.state
+        if state.deadline is None:
+            await reader.fill(self._read_timeout)
+            return
+        state.phase = "reading the stream (waiting for the next chunk)"
+        with anyio.move_on_after(state.remaining()) as scope:
+            await reader.fill(self._read_timeout)
+        if scope.cancelled_caught:
+            error = state.exceeded()
+            raise DeadlineExceeded(
+                str(error), phase=error.phase, deadline=error.deadline, method="POST", url=lease.url
+            )
+
+    def _take(self, chunk: StreamChunk) -> None:
+        now = time.perf_counter()
+        lease = self._lease
+        assert lease is not None
+        timings = self.timings
+        if self._last is not None:
+            gap = now - self._last
+            if gap > timings.max_gap:
+                timings.max_gap = gap
+        self._last = now
+        if not timings.ttft and (chunk.content or chunk.tool_calls):
+            timings.ttft = now - lease.sent
+        if chunk.content and chunk.index == 0:
+            self._text.append(chunk.content)
+        self._assembler.add(chunk)
+
+    async def text_deltas(self) -> AsyncIterator[str]:
+        """Iterate over the first choice's text pieces (chunks without text are skipped)."""
+        async for chunk in self:
+            if chunk.content and chunk.index == 0:
+                yield chunk.content
+
+    @property
+    def text(self) -> str:
+        """The first choice's text received so far."""
+        if len(self._text) > 1:
+            self._text = ["".join(self._text)]
+        return self._text[0] if self._text else ""
+
+    @property
+    def assembler(self) -> Assembler:
+        """What has been assembled so far (tool-call arguments included)."""
+        return self._assembler
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's request id (`x-request-id` and kin), when it sent one."""
+        return self._lease.request_id if self._lease is not None else None
+
+    async def response(self) -> ChatResponse:
+        """Read the rest of the stream; return the whole answer as one `ChatResponse`.
+
+        Returns:
+            The same response a non-streaming call gives: content and tool calls
+            assembled, `finish_reason`, `usage` (when the server sent it), `timings`,
+            `attempts`, `endpoint`, `request_id`. `raw` is built from the chunks.
+        """
+        if self._response is not None:
+            return self._response
+        async for _ in self:
+            pass
+        lease = self._lease
+        if lease is None:
+            raise ConfigError("open the stream first: `async with client.stream(...) as stream:`")
+        response = self._assembler.response()
+        self.timings.total = time.perf_counter() - lease.started
+        response._timings = self.timings
+        response._request_id = lease.request_id
+        response._attempts = tuple(lease.state.attempts)
+        response._endpoint = lease.endpoint
+        self._response = response
+        return response
+
+
+def stream_body(body: dict[str, Any], include_usage: bool) -> dict[str, Any]:
+    """The request body of a streamed call: `stream: true`, usage asked for by default."""
+    out = {**body, "stream": True}
+    if include_usage and "stream_options" not in out:
+        out["stream_options"] = {"include_usage": True}
+    return out
+
+
+def chat_stream(
+    call: CallPath,
+    body: dict[str, Any],
+    *,
+    timeout: float | None,
+    retry: RetryPolicy | bool | None,
+    deadline: float | None,
+    include_usage: bool,
+    allow_truncated: bool,
+) -> ChatStream:
+    """Build the `ChatStream` of one call (opened by its `async with`).
+
+    `stream_options.include_usage` is asked for unless `include_usage=False` or the
+    caller set `stream_options`; a server that rejects it (400 naming `stream_options`)
+    is asked again without it.
+    """
+    read_timeout = timeout if timeout is not None else call.settings.timeout
+    if read_timeout is None:
+        read_timeout = call.http.config.read
+
+    async def opener(response: httpx.Response, url: str) -> StreamReader:
+        return await open_reader(response, url, allow_truncated, read_timeout)
+
+    async def open_stream() -> StreamLease[StreamReader]:
+        try:
+            return await call.open_stream(
+                stream_body(body, include_usage),
+                opener,
+                timeout=timeout,
+                retry=retry,
+                deadline=deadline,
+            )
+        except BadRequestError as exc:
+            if not include_usage or "stream_options" in body or "stream_options" not in str(exc):
+                raise
+        return await call.open_stream(
+            stream_body(body, False), opener, timeout=timeout, retry=retry, deadline=deadline
+        )
+
+    return ChatStream(open_stream, read_timeout)
