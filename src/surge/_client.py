@@ -25,6 +25,7 @@ from surge._limits import ClientLimits, RateLimit
 from surge._retry import RetryPolicy, check_deadline, resolve_policy
 from surge._settings import DEFAULT_BASE_URL, UNSET, Settings, check_timeout
 from surge._streaming.stream import ChatStream, chat_stream
+from surge._streaming.structured import StructuredStream
 from surge._structured.modes import ModeMemory, OutputMode
 from surge._structured.run import StructuredResult, run_structured
 from surge._timings import PoolStats
@@ -505,6 +506,103 @@ class LLMClient:
             model=model,
             params=params,
             memory=self._modes,
+        )
+
+    def stream_structured(
+        self,
+        output_type: Any,
+        messages: Sequence[MessageInput] | str,
+        *,
+        mode: OutputMode | None = None,
+        max_retries: int = 2,
+        model: str | None = None,
+        **params: Any,
+    ) -> StructuredStream[Any]:
+        """Stream output of a given type: partial values as they grow, then the valid one.
+
+        ```python
+        async with client.stream_structured(Report, messages) as values:
+            async for report in values:
+                render(report)  # fields not written yet are None (lists [])
+        ```
+
+        Each partial value is yielded only when it changed; the last one is the reply
+        validated as `structured()` validates it. The cost is linear in the reply's length
+        (see docs/streaming.md). Modes, fallbacks and re-asks are those of `structured`;
+        after a re-ask the partial values start again from the new reply.
+
+        Args:
+            output_type: As for `structured`.
+            messages: The conversation.
+            mode: "json_schema", "tools" (the call's argument fragments are read) or
+                "prompt"; None picks per endpoint.
+            max_retries: Re-asks after a reply that does not validate.
+            model: The model for this call.
+            **params: Other chat-completion parameters (and `stream()`'s own:
+                `timeout`, `deadline`, `retry`, `include_usage`, `allow_truncated`).
+
+        Returns:
+            A `StructuredStream`: use `async with`, then `async for`.
+
+        Raises:
+            ConfigError: A bad argument (as for `structured`), at once.
+        """
+        return StructuredStream(
+            self,
+            output_type,
+            messages,
+            mode=mode,
+            max_retries=max_retries,
+            model=model,
+            params=params,
+            memory=self._modes,
+            items=False,
+        )
+
+    def stream_items(
+        self,
+        item_type: type[T],
+        messages: Sequence[MessageInput] | str,
+        *,
+        mode: OutputMode | None = None,
+        max_retries: int = 2,
+        model: str | None = None,
+        **params: Any,
+    ) -> StructuredStream[T]:
+        """Stream a list output one complete item at a time (what batch extraction wants).
+
+        ```python
+        async with client.stream_items(Person, "List the people in: ...") as people:
+            async for person in people:  # each a validated Person, as soon as it closes
+                save(person)
+        ```
+
+        The output asked for is `list[item_type]`. Each item is validated when its
+        closing bracket arrives and yielded at once; at the end the whole list is
+        validated as `structured()` would, and any item not yielded yet follows. No
+        re-ask happens once an item was yielded (the validation error is raised).
+
+        Args:
+            item_type: The type of one item.
+            messages: The conversation.
+            mode: As for `stream_structured`.
+            max_retries: Re-asks, before any item was yielded.
+            model: The model for this call.
+            **params: As for `stream_structured`.
+
+        Returns:
+            A `StructuredStream` of items: use `async with`, then `async for`.
+        """
+        return StructuredStream(
+            self,
+            list[item_type],  # type: ignore[valid-type]
+            messages,
+            mode=mode,
+            max_retries=max_retries,
+            model=model,
+            params=params,
+            memory=self._modes,
+            items=True,
         )
 
     # -- pool ----------------------------------------------------------------------------
