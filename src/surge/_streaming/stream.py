@@ -57,6 +57,7 @@ class StreamReader:
         "_json_parts",
         "allow_truncated",
         "done",
+        "ended",
         "queue",
         "response",
         "url",
@@ -67,7 +68,8 @@ class StreamReader:
         self.url = url
         self.allow_truncated = allow_truncated
         self.queue: deque[StreamChunk] = deque()
-        self.done = False
+        self.done = False  # [DONE] (or the end) was seen
+        self.ended = False  # the body was read to its end
         self._decoder = SSEDecoder()
         content_type = response.headers.get("content-type", "")
         # A server that ignored stream=True and answered with one JSON completion.
@@ -94,6 +96,7 @@ class StreamReader:
         try:
             data = await self._body.__anext__()
         except StopAsyncIteration:
+            self.ended = True
             self._end()
             return
         except httpx.ReadTimeout:
@@ -119,6 +122,19 @@ class StreamReader:
             if event.event == "error" and not payload.startswith("{"):
                 payload = '{"error": {"message": ' + _quote(payload) + "}}"
             self.queue.extend(decode_event(payload, self.url))
+
+    async def drain(self) -> None:
+        """After `[DONE]`: read the body's last bytes (the chunked terminator, HTTP/2's
+        END_STREAM), so that the connection is reused and the server sees a complete
+        exchange rather than a cancellation. Gives up after 64 KiB of unexpected data."""
+        received = 0
+        try:
+            while received < 65536:
+                received += len(await self._body.__anext__())
+        except StopAsyncIteration:
+            self.ended = True
+        except httpx.HTTPError:
+            pass
 
     def _end(self) -> None:
         if self._json_body:
@@ -247,23 +263,28 @@ class ChatStream:
         if reader is None:
             raise ConfigError("open the stream first: `async with client.stream(...) as stream:`")
         while not reader.queue:
-            if reader.done or self._closed:
+            if self._closed:
                 raise StopAsyncIteration
-            await self._fill(reader)
+            if reader.done:
+                if not reader.ended:
+                    await self._guard(reader.drain())
+                raise StopAsyncIteration
+            await self._guard(reader.fill(self._read_timeout))
         chunk = reader.queue.popleft()
         self._take(chunk)
         return chunk
 
-    async def _fill(self, reader: StreamReader) -> None:
+    async def _guard(self, read: Awaitable[None]) -> None:
+        """Run one read under what is left of the call's deadline."""
         lease = self._lease
         assert lease is not None
         state = lease.state
         if state.deadline is None:
-            await reader.fill(self._read_timeout)
+            await read
             return
         state.phase = "reading the stream (waiting for the next chunk)"
         with anyio.move_on_after(state.remaining()) as scope:
-            await reader.fill(self._read_timeout)
+            await read
         if scope.cancelled_caught:
             error = state.exceeded()
             raise DeadlineExceeded(
