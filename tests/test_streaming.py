@@ -73,6 +73,20 @@ async def test_stream_gives_the_same_answer_as_chat(http2: bool) -> None:
     assert response.timings.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
 
 
+async def test_a_finished_stream_gives_its_connection_back_for_reuse(http2: bool) -> None:
+    async with (
+        SimulatedServer(reply=WORDS) as server,
+        LLMClient(base_url=server.url, http2=http2) as client,
+    ):
+        for _ in range(3):
+            async with client.stream("hi") as stream:
+                assert (await stream.response()).text == WORDS
+        stats = client.pool_stats()
+        assert (stats.connections_opened, stats.in_use, stats.idle) == (1, 0, 1)
+        assert server.stats.cancelled == 0
+        assert server.stats.served == 3
+
+
 async def test_chunks_are_typed_and_usage_comes_last() -> None:
     seen: list[ChatRequest] = []
 

@@ -15,7 +15,8 @@ written shows what arrived so far; a number or literal that may still grow is le
 Text that is not clean JSON (single quotes, comments, a second document, prose with braces
 before the JSON) makes the reader fall back to `surge.parse(text, T, partial=True)` on the
 whole text, run again only when the text has grown by half since the last run, so that
-even then the total work stays linear (at most three times the length).
+even then the total work stays linear (at most three times the length, and once more
+for `finish`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ _REPARSE_GROWTH = 1.5
 
 
 class _Frame:
-    __slots__ = ("depth", "is_obj", "items", "key", "shape", "start", "state")
+    __slots__ = ("depth", "is_obj", "items", "key", "shape", "start", "state", "valid")
 
     def __init__(self, is_obj: bool, shape: Shape, depth: int, start: int) -> None:
         self.is_obj = is_obj
@@ -52,6 +53,7 @@ class _Frame:
         self.state = _KEY if is_obj else _VALUE
         self.depth = depth
         self.start = start
+        self.valid = True  # every value completed inside it validated
 
 
 def _fits(shape: Shape, is_obj: bool) -> Shape:
@@ -136,6 +138,11 @@ class PartialReader:
         self._buf = buf[i:]
         return self._changed
 
+    def finish(self) -> bool:
+        """The text is complete: in fallback mode, re-parse it once more (so the value
+        covers all of it); return whether the value changed."""
+        return self._reparse(final=True) if self.failed else False
+
     def value(self) -> Any:
         """The partial value of what was read so far (None before the root opens)."""
         if self.failed:
@@ -168,23 +175,25 @@ class PartialReader:
             return shape.build(written)
         return dict(written)
 
-    def _complete(self, value: Any) -> None:
+    def _complete(self, finished: tuple[Any, bool]) -> None:
         """A value closed: store it in the open container (or as the root)."""
+        value, valid = finished
         self._changed = True
         if not self._stack:
             self._root = value
             return
         frame = self._stack[-1]
+        if not valid:
+            frame.valid = False
         if frame.is_obj:
             frame.items[frame.key] = value
             frame.key = None
         else:
             frame.items.append(value)
             if frame is self._items_frame and not self.items_broken:
-                shape = frame.shape.child(None)
-                try:
-                    self.items.append(shape.validate(value))
-                except ValueError:
+                if valid:
+                    self.items.append(value)
+                else:
                     self.items_broken = True
         frame.state = _COMMA
 
@@ -210,7 +219,8 @@ class PartialReader:
     def _close(self) -> None:
         frame = self._stack.pop()
         shape = frame.shape.pick(frame.items) if frame.is_obj else frame.shape
-        self._complete(shape.finish(frame.items))
+        value, valid = shape.finish(frame.items)
+        self._complete((value, valid and frame.valid))
 
     # -- the scanner ---------------------------------------------------------------------
 

@@ -56,39 +56,31 @@ class Shape:
         seen = list(keys)
         return max(self.members, key=lambda m: sum(k in m.fields for k in seen))
 
-    def validate(self, value: Any) -> Any:
-        """Validate a complete value.
+    def finish(self, value: Any) -> tuple[Any, bool]:
+        """Validate a complete value; when it does not validate, build what it has.
 
-        Raises:
-            ValueError: It does not validate (a pydantic `ValidationError`).
+        Returns:
+            The value, and whether it validated.
         """
-        if self.kind == "any":
-            return value
-        if self._adapter is None:
-            self._adapter = TypeAdapter(self.tp)
-        return self._adapter.validate_python(value)
-
-    def finish(self, value: Any) -> Any:
-        """Validate a complete value; when it does not validate, build what it has."""
         kind = self.kind
         if kind == "any":
-            return value
+            return value, True
         if kind == "str" and type(value) is str:
-            return value
+            return value, True
         if kind == "int" and type(value) is int:
-            return value
+            return value, True
         if kind == "float" and type(value) in (int, float):
-            return float(value)
+            return float(value), True
         if kind == "bool" and type(value) is bool:
-            return value
+            return value, True
         if self._adapter is None:
             self._adapter = TypeAdapter(self.tp)
         try:
-            return self._adapter.validate_python(value)
+            return self._adapter.validate_python(value), True
         except ValidationError:
             if kind == "model" and isinstance(value, dict):
-                return self.build(value)
-            return value
+                return self.build(value), False
+            return value, False
 
     def build(self, written: dict[str, Any]) -> Any:
         """A model (without validation) from the fields written so far; others unseen."""

@@ -41,6 +41,7 @@ from surge._types import ChatResponse, MessageInput, dump_messages
 __all__ = ["StreamCaller", "StructuredStream"]
 
 T = TypeVar("T")
+_NOTHING: Any = object()
 
 
 class StreamCaller(Protocol):
@@ -158,6 +159,7 @@ class StructuredStream(Generic[T]):
         failures: list[ParseAttempt] = []
         reasks: list[dict[str, Any]] = []
         handed = 0  # items handed out (stream_items)
+        last: Any = _NOTHING  # the partial value handed out last
         try:
             while True:
                 hint = prompt_hint(plan, strategy, schema_in_prompt)
@@ -199,7 +201,8 @@ class StructuredStream(Generic[T]):
                                 handed += 1
                                 yield item
                         else:
-                            yield feed.value()
+                            last = feed.value()
+                            yield last
                     response = await stream.response()
                 finally:
                     await stream.aclose()
@@ -213,7 +216,7 @@ class StructuredStream(Generic[T]):
                     if self._items:
                         for item in list(value)[handed:]:
                             yield item
-                    else:
+                    elif value != last:  # the last partial may already be the whole value
                         yield value
                     return
                 if len(self.responses) > self._max_retries or (self._items and handed):
@@ -223,6 +226,7 @@ class StructuredStream(Generic[T]):
                 else:
                     retry_hint = "" if strategy == "tools" else plan.object_prompt_text
                 reasks += _reask(response, plan, strategy, error, retry_hint)
+                last = _NOTHING
         finally:
             memory.finish(discovery, key)
 
