@@ -28,7 +28,9 @@ class ScriptedSSE(_Base):
         self.scripts: dict[str, tuple[list[bytes], Ending, int]] = {}
         self.served: dict[str, int] = {}
 
-    def script(self, path: str, pieces: list[bytes], ending: Ending = "end", status: int = 200) -> str:
+    def script(
+        self, path: str, pieces: list[bytes], ending: Ending = "end", status: int = 200
+    ) -> str:
         """Register what `path` answers; return the base URL to give the client."""
         self.scripts[path] = (pieces, ending, status)
         return f"{self.url}{path}"
@@ -95,5 +97,3 @@ class ScriptedSSE(_Base):
         finally:
             writer.close()
             self._changed(connections_closed=1)
-
-

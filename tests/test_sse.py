@@ -8,7 +8,7 @@ import pytest
 
 import surge
 from surge._streaming.chunks import Assembler, decode_event
-from surge._streaming.sse import SSEDecoder, ServerSentEvent
+from surge._streaming.sse import ServerSentEvent, SSEDecoder
 
 
 def decode_all(pieces: list[bytes]) -> list[ServerSentEvent]:
@@ -25,7 +25,7 @@ STREAM = (
     "event: delta\r\n"
     "id: 7\r\n"
     "retry: 1500\r\n"
-    "data: {\"text\": \"h\u00e9llo \u2603 \U0001f600\"}\r\n"
+    'data: {"text": "h\u00e9llo \u2603 \U0001f600"}\r\n'
     "\r\n"
     "data: first line\n"
     "data:second line\n"
@@ -115,15 +115,11 @@ def test_tool_call_fragments_assemble_into_the_final_response() -> None:
     events = [
         chunk_event(role="assistant", content=None),
         chunk_event(
-            tool_calls=[
-                {"index": 0, "id": "call_a", "type": "function", "function": {"name": "f"}}
-            ]
+            tool_calls=[{"index": 0, "id": "call_a", "type": "function", "function": {"name": "f"}}]
         ),
         chunk_event(tool_calls=[{"index": 0, "function": {"arguments": '{"x": '}}]),
         chunk_event(
-            tool_calls=[
-                {"index": 1, "id": "call_b", "function": {"name": "g", "arguments": "{}"}}
-            ]
+            tool_calls=[{"index": 1, "id": "call_b", "function": {"name": "g", "arguments": "{}"}}]
         ),
         chunk_event(tool_calls=[{"index": 0, "function": {"arguments": "1}"}}]),
     ]
@@ -136,7 +132,9 @@ def test_tool_call_fragments_assemble_into_the_final_response() -> None:
             "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
         }
     )
-    usage = json.dumps({"id": "c1", "choices": [], "usage": {"prompt_tokens": 3, "total_tokens": 9}})
+    usage = json.dumps(
+        {"id": "c1", "choices": [], "usage": {"prompt_tokens": 3, "total_tokens": 9}}
+    )
     for data in (final, usage):
         for chunk in decode_event(data, "http://x"):
             assembler.add(chunk)

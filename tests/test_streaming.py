@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 
 import anyio
 import pytest
+from tests._servers import serving
+from tests._sse_server import ScriptedSSE
 
 import surge
 from surge import LLMClient
 from surge.testing import ChatRequest, Failure, Reply, SimulatedServer, ToolCall
-from tests._servers import serving
-from tests._sse_server import ScriptedSSE
 
 pytestmark = pytest.mark.anyio
 
@@ -50,6 +50,12 @@ def chunk(content: str | None = None, finish: str | None = None, **delta: object
 DONE = b"data: [DONE]\n\n"
 
 
+async def collect(stream: surge.ChatStream, into: list[str]) -> None:
+    """Read the stream's text pieces into `into` (kept when the stream fails midway)."""
+    async for text in stream.text_deltas():
+        into.append(text)
+
+
 async def test_stream_gives_the_same_answer_as_chat(http2: bool) -> None:
     async with (
         SimulatedServer(reply=WORDS, stream_tokens_per_second=float("inf")) as server,
@@ -67,7 +73,8 @@ async def test_stream_gives_the_same_answer_as_chat(http2: bool) -> None:
     assert response.text == whole.text == WORDS
     assert response.finish_reason == whole.finish_reason == "stop"
     assert response.usage == whole.usage
-    assert response.request_id is not None and response.request_id == stream.request_id
+    assert response.request_id is not None
+    assert response.request_id == stream.request_id
     assert len(response.attempts) == 1
     assert response.endpoint == url
     assert response.timings.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
@@ -139,19 +146,21 @@ async def test_tool_call_deltas_assemble_like_a_whole_response(http2: bool) -> N
 
 async def test_timings_show_time_to_first_token_and_the_longest_gap() -> None:
     async with (
-        SimulatedServer(reply="one two three four", latency=0.1, stream_tokens_per_second=10)
-        as server,
+        SimulatedServer(
+            reply="one two three four", latency=0.1, stream_tokens_per_second=10
+        ) as server,
         LLMClient(base_url=server.url) as client,
+        client.stream("hi") as stream,
     ):
-        async with client.stream("hi") as stream:
-            response = await stream.response()
+        response = await stream.response()
     timings = response.timings
     assert timings.ttfb >= 0.1  # the server's latency, before its first byte
     # The first content token is due one interval (0.1 s) after the role chunk.
     assert timings.ttft >= timings.ttfb + 0.05
     assert 0.05 <= timings.max_gap < timings.total
     assert timings.total >= timings.ttft + 0.2  # three more intervals to the end
-    assert "ttft=" in str(timings) and "max_gap=" in str(timings)
+    assert "ttft=" in str(timings)
+    assert "max_gap=" in str(timings)
 
 
 async def test_idle_timeout_between_chunks_names_the_wait(scripted: ScriptedSSE) -> None:
@@ -160,8 +169,7 @@ async def test_idle_timeout_between_chunks_names_the_wait(scripted: ScriptedSSE)
         async with client.stream("x") as stream:
             texts: list[str] = []
             with pytest.raises(surge.ReadTimeout, match="waiting for the next chunk") as info:
-                async for text in stream.text_deltas():
-                    texts.append(text)
+                await collect(stream, texts)
         assert client.pool_stats().in_use == 0
     assert texts == ["hi"]
     assert "0.3 s" in str(info.value)
@@ -187,8 +195,7 @@ async def test_deadline_covers_the_whole_stream() -> None:
         with anyio.fail_after(5):
             async with client.stream("hi", deadline=0.4) as stream:
                 with pytest.raises(surge.DeadlineExceeded, match="reading the stream") as info:
-                    async for text in stream.text_deltas():
-                        got.append(text)
+                    await collect(stream, got)
         assert client.pool_stats().in_use == 0
     assert info.value.deadline == 0.4
     assert 2 <= len(got) < 100
@@ -218,8 +225,7 @@ async def test_failures_after_the_first_chunk_are_not_retried() -> None:
         got: list[str] = []
         async with client.stream("hi") as stream:
             with pytest.raises(surge.RemoteProtocolError):
-                async for text in stream.text_deltas():
-                    got.append(text)
+                await collect(stream, got)
         assert server.stats.requests == 1
         assert client.pool_stats().in_use == 0
     assert got == [w + " " for w in WORDS.split()[: len(got)]]
@@ -238,13 +244,12 @@ async def test_max_concurrency_is_held_for_the_whole_stream() -> None:
                 order.append("second opened")
                 await stream.response()
 
-        async with anyio.create_task_group() as group:
-            async with client.stream("one") as stream:
-                group.start_soon(second)
-                await anyio.wait_all_tasks_blocked()
-                assert server.stats.requests == 1  # the second waits for our place
-                await stream.response()
-                order.append("first done")
+        async with anyio.create_task_group() as group, client.stream("one") as stream:
+            group.start_soon(second)
+            await anyio.wait_all_tasks_blocked()
+            assert server.stats.requests == 1  # the second waits for our place
+            await stream.response()
+            order.append("first done")
         assert order == ["first done", "second opened"]
         assert server.stats.requests == 2
 
@@ -282,11 +287,10 @@ async def test_a_stream_cut_mid_event_says_so(scripted: ScriptedSSE) -> None:
     url = scripted.script(
         "/cut", [chunk("", role="assistant"), chunk("a"), b'data: {"id": "chatcmpl'], "close"
     )
-    async with LLMClient(base_url=url, retry=False) as client:
-        async with client.stream("x") as stream:
-            with pytest.raises(surge.RemoteProtocolError):
-                await stream.response()
-            assert stream.text == "a"
+    async with LLMClient(base_url=url, retry=False) as client, client.stream("x") as stream:
+        with pytest.raises(surge.RemoteProtocolError):
+            await stream.response()
+        assert stream.text == "a"
 
 
 async def test_utf8_split_across_reads_inside_a_character(scripted: ScriptedSSE) -> None:
@@ -308,9 +312,12 @@ async def test_a_rejected_stream_options_is_asked_again_without(scripted: Script
             return Reply(content="Unrecognized request argument: stream_options", status=400)
         return "ok"
 
-    async with SimulatedServer(reply=reply) as server, LLMClient(base_url=server.url) as client:
-        async with client.stream("hi") as stream:
-            response = await stream.response()
+    async with (
+        SimulatedServer(reply=reply) as server,
+        LLMClient(base_url=server.url) as client,
+        client.stream("hi") as stream,
+    ):
+        response = await stream.response()
     assert response.text == "ok"
     assert response.usage is None
     assert ["stream_options" in r.params for r in seen] == [True, False]
@@ -339,7 +346,8 @@ async def test_openai_sdk_streams_over_surge_http_client(http2: bool) -> None:
         assert transport.stats().in_use == 0
         await http.aclose()
     assert "".join(pieces) == WORDS
-    assert usage is not None and usage.completion_tokens == len(WORDS.split())
+    assert usage is not None
+    assert usage.completion_tokens == len(WORDS.split())
 
 
 async def test_a_server_that_ignores_stream_true_still_works(scripted: ScriptedSSE) -> None:

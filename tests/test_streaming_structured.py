@@ -5,6 +5,7 @@ Linearity is checked with the reader's own work counter (characters scanned), ne
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from typing import Any
@@ -100,7 +101,7 @@ def test_prose_and_fences_around_the_json_are_skipped() -> None:
 def big_document(items: int) -> str:
     rng = random.Random(items)
     rows = [
-        {"a": rng.randrange(10**6), "b": "".join(rng.choice("abc \\\"é") for _ in range(40))}
+        {"a": rng.randrange(10**6), "b": "".join(rng.choice('abc \\"é') for _ in range(40))}
         for _ in range(items)
     ]
     return json.dumps({"name": "big", "items": rows, "tags": ["x"] * 20})
@@ -140,7 +141,8 @@ def test_items_of_the_list_are_collected_as_they_close() -> None:
         counts.append(len(reader.items))
     assert reader.items == [Item(a=1), Item(a=2)]
     assert reader.items_broken  # the third did not validate: collection stops there
-    assert counts[text.index("}") - 1] == 0 and counts[text.index("}")] == 1
+    assert counts[text.index("}") - 1] == 0
+    assert counts[text.index("}")] == 1
 
 
 def _wrapped(tp: Any) -> Any:
@@ -150,6 +152,7 @@ def _wrapped(tp: Any) -> Any:
 
 
 # -- against the simulated server -----------------------------------------------------------
+
 
 def structured_reply(value: Any) -> Any:
     """Answer every mode the way a model would: content, or a forced tool call."""
@@ -170,8 +173,9 @@ def structured_reply(value: Any) -> Any:
 @pytest.mark.parametrize("mode", ["json_schema", "tools", "prompt"])
 async def test_stream_structured_grows_then_gives_the_validated_value(mode: str) -> None:
     async with (
-        SimulatedServer(reply=structured_reply(DOC), stream_tokens_per_second=float("inf"))
-        as server,
+        SimulatedServer(
+            reply=structured_reply(DOC), stream_tokens_per_second=float("inf")
+        ) as server,
         LLMClient(base_url=server.url) as client,
     ):
         expected = await client.structured(Doc, "x", mode=mode)
@@ -181,13 +185,17 @@ async def test_stream_structured_grows_then_gives_the_validated_value(mode: str)
         assert server.stats.cancelled == 0
     assert expected == Doc.model_validate(DOC)
     assert seen[-1] == expected
-    assert values.result == expected and values.mode == mode
+    assert values.result == expected
+    assert values.mode == mode
     assert len(values.responses) == 1
-    assert all(a != b for a, b in zip(seen, seen[1:], strict=False))  # only on change
+    assert all(a != b for a, b in itertools.pairwise(seen))  # only on change
     names = [v.name for v in seen]
-    assert names[0] is None and "Jo " in names and names[-1] == "Jo x"
+    assert names[0] is None
+    assert "Jo " in names
+    assert names[-1] == "Jo x"
     counts = [len(v.items) for v in seen]
-    assert counts == sorted(counts) and counts[-1] == 3
+    assert counts == sorted(counts)
+    assert counts[-1] == 3
     assert len(seen) >= 10
 
 
@@ -255,7 +263,9 @@ async def test_leaving_early_closes_the_stream() -> None:
                     if value.name:
                         break
             assert client.pool_stats().in_use == 0
-            await anyio.to_thread.run_sync(server.wait_for_blocking, lambda s: s.cancelled == 1, 5.0)
+            await anyio.to_thread.run_sync(
+                server.wait_for_blocking, lambda s: s.cancelled == 1, 5.0
+            )
 
 
 def test_bad_arguments_are_config_errors() -> None:

@@ -38,6 +38,10 @@ from surge._http import http_client
 from surge._limits import RateLimit
 from surge._parsing import parse
 from surge._retry import RetryPolicy
+from surge._streaming.chunks import StreamChunk, ToolCallDelta
+from surge._streaming.sse import ServerSentEvent, SSEDecoder
+from surge._streaming.stream import ChatStream
+from surge._streaming.structured import StructuredStream
 from surge._structured.run import StructuredOutputError, StructuredResult
 from surge._timings import PoolStats, Timings
 from surge._types import (
@@ -58,6 +62,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ChatResponse",
+    "ChatStream",
     "Choice",
     "ConfigError",
     "ConflictError",
@@ -83,13 +88,18 @@ __all__ = [
     "ResponseFormatError",
     "ResponseMessage",
     "RetryPolicy",
+    "SSEDecoder",
     "ServerError",
+    "ServerSentEvent",
+    "StreamChunk",
     "StructuredOutputError",
     "StructuredResult",
+    "StructuredStream",
     "SurgeError",
     "Timeout",
     "Timings",
     "ToolCall",
+    "ToolCallDelta",
     "TransportError",
     "UnprocessableEntityError",
     "Usage",

@@ -13,7 +13,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-import anyio
 import httpx
 
 from surge._decode import decode_chat, request_id
@@ -28,6 +27,7 @@ from surge._retry import (
     check_deadline,
     resolve_policy,
     run_call,
+    shielded,
 )
 from surge._settings import UNSET, Settings
 from surge._timings import TIMINGS_EXTENSION, Timings
@@ -246,29 +246,15 @@ class CallPath:
             return await self._stream_attempt(body, cost, timeout, opener, state, number, endpoint)
 
         limiter = self.limits.concurrency
-        held = False
-        try:
-            with anyio.move_on_after(state.deadline) as scope:
-                if limiter is not None:
-                    state.phase = "waiting for the concurrency limit (max_concurrency)"
-                    waited = time.monotonic()
-                    await limiter.acquire(1)
-                    held = True
-                    state.throttled += time.monotonic() - waited
-                lease = await run_call(
-                    attempt,
-                    policy=self.settings.retry if retry is None else resolve_policy(retry),
-                    router=self.router,
-                    state=state,
-                )
-            if scope.cancelled_caught:
-                raise state.exceeded()
-        except BaseException:
-            if held:
-                assert limiter is not None
-                await release_shielded(limiter, 1)
-            raise
-        lease._concurrency = limiter if held else None
+        lease = await run_call(
+            attempt,
+            policy=self.settings.retry if retry is None else resolve_policy(retry),
+            router=self.router,
+            state=state,
+            concurrency=limiter,
+            hold=True,
+        )
+        lease._concurrency = limiter
         lease.started = started
         lease.endpoint = state.attempts[-1].endpoint
         lease.timings.throttled = state.throttled
@@ -325,8 +311,7 @@ class CallPath:
             try:
                 reader = await opener(response, state.url)
             except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await response.aclose()
+                await shielded(response.aclose())
                 raise
         except BaseException:
             await turn_context.__aexit__(None, None, None)

@@ -375,65 +375,6 @@ class LLMClient:
         **params: Any,
     ) -> T: ...
 
-    def stream(
-        self,
-        messages: Sequence[MessageInput] | str,
-        *,
-        model: str | None = None,
-        timeout: float | None = None,
-        retry: RetryPolicy | bool | None = None,
-        deadline: float | None = UNSET,
-        include_usage: bool = True,
-        allow_truncated: bool = False,
-        **params: Any,
-    ) -> ChatStream:
-        """Stream a chat completion: `async with client.stream(messages) as stream:`.
-
-        ```python
-        async with client.stream("Tell me a story") as stream:
-            async for text in stream.text_deltas():
-                print(text, end="", flush=True)
-            response = await stream.response()  # the whole answer, usage and timings
-        ```
-
-        The call holds its `max_concurrency` place and rate-limit turn until the block
-        ends. Retries and endpoint fallback happen only before the first chunk arrives.
-        Leaving the block early (break, an exception, a cancellation) closes the response
-        at once, so the server stops generating. See docs/streaming.md.
-
-        Args:
-            messages: The conversation, as for `chat`.
-            model: The model for this call.
-            timeout: Seconds the server may stay silent: before the first chunk, and
-                between chunks (read timeout, per read). `ReadTimeout` names which.
-            retry: The retry policy until the first chunk (default: the client's).
-            deadline: Seconds the whole call may take, the stream's end included.
-            include_usage: Ask for a last chunk with the usage
-                (`stream_options.include_usage`); a server that rejects it is asked
-                again without.
-            allow_truncated: Accept a stream that ends without `[DONE]` (else
-                `RemoteProtocolError`).
-            **params: Other chat-completion parameters, as for `chat`.
-
-        Returns:
-            A `ChatStream`, opened by `async with`.
-        """
-        if params.pop("stream", True) is False:
-            raise ConfigError("stream() always streams; use chat() for a whole response")
-        body: dict[str, Any] = {"messages": dump_messages(messages)}
-        if model is not None:
-            body["model"] = model
-        body.update(params)
-        return chat_stream(
-            self._call,
-            body,
-            timeout=check_timeout(timeout),
-            retry=retry,
-            deadline=deadline,
-            include_usage=include_usage,
-            allow_truncated=allow_truncated,
-        )
-
     @overload
     async def structured(
         self,

@@ -327,6 +327,7 @@ async def post_json(
         secret: The API key, removed from error messages should the server echo it.
         on_phase: Told by surge's pool when the request starts connecting and sending
             (see `surge._timings.PHASE_EXTENSION`); a supplied client never calls it.
+        stream: Leave a success's body unread (see above).
 
     Returns:
         The response, with a status below 400 and its body read.

@@ -139,8 +139,10 @@ class PartialReader:
         return self._changed
 
     def finish(self) -> bool:
-        """The text is complete: in fallback mode, re-parse it once more (so the value
-        covers all of it); return whether the value changed."""
+        """Say the text is complete; return whether the value changed.
+
+        In fallback mode the whole text is parsed once more, so the value covers all of it.
+        """
         return self._reparse(final=True) if self.failed else False
 
     def value(self) -> Any:
@@ -154,7 +156,9 @@ class PartialReader:
         partial: Any = _ABSENT
         if self._str is not None and not self._str_key:
             top = self._stack[-1]
-            shape = top.shape.pick(top.items).child(top.key) if top.is_obj else top.shape.child(None)
+            shape = (
+                top.shape.pick(top.items).child(top.key) if top.is_obj else top.shape.child(None)
+            )
             if shape.kind in ("str", "any", "other"):
                 partial = "".join(self._str)
         for frame in reversed(self._stack):
@@ -202,7 +206,7 @@ class PartialReader:
             return self.shape
         frame = self._stack[-1]
         if frame.is_obj:
-            return frame.shape.pick([*frame.items, frame.key]).child(frame.key)
+            return frame.shape.pick([*frame.items, frame.key or ""]).child(frame.key)
         return frame.shape.child(None)
 
     def _open(self, is_obj: bool, at: int) -> None:

@@ -7,6 +7,7 @@ models (picked by the keys written so far), or anything else (validated when com
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import types
 import typing
@@ -15,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 __all__ = ["Shape", "shape_of"]
+
 
 class Shape:
     """How values of one type are built from what a stream has revealed so far.
@@ -123,10 +125,8 @@ def shape_of(tp: Any) -> Shape:
     except (KeyError, TypeError):
         pass
     shape = _build(_unwrap(tp), set())
-    try:
+    with contextlib.suppress(TypeError):  # an unhashable type: not cached
         _CACHE[tp] = shape
-    except TypeError:
-        pass
     return shape
 
 

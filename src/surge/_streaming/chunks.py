@@ -59,7 +59,16 @@ class StreamChunk:
             and other extras are there).
     """
 
-    __slots__ = ("content", "finish_reason", "index", "raw", "refusal", "role", "tool_calls", "usage")
+    __slots__ = (
+        "content",
+        "finish_reason",
+        "index",
+        "raw",
+        "refusal",
+        "role",
+        "tool_calls",
+        "usage",
+    )
 
     def __init__(
         self,

@@ -22,7 +22,7 @@ __all__ = ["SSEDecoder", "ServerSentEvent"]
 
 
 class ServerSentEvent:
-    """One dispatched event.
+    r"""One dispatched event.
 
     Attributes:
         event: The event type ("message" unless an `event:` field said otherwise).
@@ -102,8 +102,7 @@ class SSEDecoder:
             return []
         if self._skip_lf:
             self._skip_lf = False
-            if data[:1] == b"\n":
-                data = data[1:]
+            data = data[1:] if data[:1] == b"\n" else data
         if self._buf:
             data = self._buf + data
         if not self._started:
@@ -145,8 +144,8 @@ class SSEDecoder:
 
     def _line(self, line: bytes) -> None:
         if line[:5] == b"data:":  # the hot path: `data: {...}`
-            value = line[6:] if line[5:6] == b" " else line[5:]
-            self._data.append(value.decode("utf-8", "replace"))
+            raw = line[6:] if line[5:6] == b" " else line[5:]
+            self._data.append(raw.decode("utf-8", "replace"))
             self._has_data = True
             return
         if line[:1] == b":":
@@ -160,12 +159,10 @@ class SSEDecoder:
             self._has_data = True
         elif name == "event":
             self._event = value
-        elif name == "id":
-            if "\x00" not in value:
-                self.last_event_id = value
-        elif name == "retry":
-            if value and value.isascii() and value.isdigit():
-                self.retry = self._retry_now = int(value)
+        elif name == "id" and "\x00" not in value:
+            self.last_event_id = value
+        elif name == "retry" and value.isascii() and value.isdigit():
+            self.retry = self._retry_now = int(value)
 
     def _dispatch(self) -> ServerSentEvent | None:
         retry, self._retry_now = self._retry_now, None

@@ -30,7 +30,13 @@ import httpx
 
 from surge._call import CallPath, StreamLease
 from surge._decode import decode_chat
-from surge._errors import BadRequestError, ConfigError, DeadlineExceeded, ReadTimeout, RemoteProtocolError
+from surge._errors import (
+    BadRequestError,
+    ConfigError,
+    DeadlineExceeded,
+    ReadTimeout,
+    RemoteProtocolError,
+)
 from surge._http import translate_error
 from surge._retry import RetryPolicy
 from surge._streaming.chunks import Assembler, StreamChunk, ToolCallDelta, decode_event
@@ -124,9 +130,12 @@ class StreamReader:
             self.queue.extend(decode_event(payload, self.url))
 
     async def drain(self) -> None:
-        """After `[DONE]`: read the body's last bytes (the chunked terminator, HTTP/2's
-        END_STREAM), so that the connection is reused and the server sees a complete
-        exchange rather than a cancellation. Gives up after 64 KiB of unexpected data."""
+        """After `[DONE]`: read the body's last bytes, up to 64 KiB.
+
+        The chunked terminator (HTTP/1.1) or END_STREAM (HTTP/2) comes right after
+        `[DONE]`; reading it lets the connection be reused and shows the server a
+        complete exchange rather than a cancellation.
+        """
         received = 0
         try:
             while received < 65536:

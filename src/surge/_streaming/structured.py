@@ -207,9 +207,7 @@ class StructuredStream(Generic[T]):
                 finally:
                     await stream.aclose()
                 self.responses.append(response)
-                value, error = _read(
-                    response, plan, strategy, self._type, self.responses, failures
-                )
+                value, error = _read(response, plan, strategy, self._type, self.responses, failures)
                 if error is None:
                     self.result = value
                     self.mode = "prompt" if strategy == "json_object" else strategy
@@ -280,4 +278,3 @@ class _Feed:
     def new_items(self, handed: int) -> list[Any]:
         assert self.reader is not None
         return self.reader.items[handed:]
-
