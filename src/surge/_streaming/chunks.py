@@ -73,7 +73,6 @@ class StreamChunk:
     def __init__(
         self,
         raw: dict[str, Any],
-        *,
         content: str | None = None,
         tool_calls: tuple[ToolCallDelta, ...] = (),
         finish_reason: str | None = None,
@@ -102,16 +101,16 @@ class StreamChunk:
         return f"StreamChunk({', '.join(parts)})"
 
 
-def _bad(url: str, why: str, data: str) -> ResponseFormatError:
+def _bad(url: str, why: str, data: str | bytes) -> ResponseFormatError:
     return ResponseFormatError(
         f"{url} streamed {why}; the event's data starts {preview(data)}",
-        body=data.encode("utf-8", "replace"),
+        body=data if isinstance(data, bytes) else data.encode("utf-8", "replace"),
         status_code=200,
         url=url,
     )
 
 
-def decode_event(data: str, url: str) -> list[StreamChunk]:
+def decode_event(data: str | bytes, url: str) -> list[StreamChunk]:
     """Turn one event's data into chunks (one per choice; one for a usage-only event).
 
     Raises:
@@ -122,13 +121,32 @@ def decode_event(data: str, url: str) -> list[StreamChunk]:
     try:
         event = pydantic_core.from_json(data)
     except ValueError as exc:
+        if isinstance(data, bytes):  # invalid UTF-8 inside: decode as SSE says, retry
+            return decode_event(data.decode("utf-8", "replace"), url)
         raise _bad(url, f"an event that is not JSON ({exc})", data) from None
     if not isinstance(event, dict):
         raise _bad(url, f"a JSON {type(event).__name__} instead of a chunk object", data)
-    if "error" in event and not event.get("choices"):
-        raise stream_error(event, url)
     choices = event.get("choices")
     usage_raw = event.get("usage")
+    if usage_raw is None and choices and len(choices) == 1 and type(choices[0]) is dict:
+        # The hot path: one choice, no usage (tens of thousands of these per stream).
+        choice = choices[0]
+        delta = choice.get("delta") or _EMPTY
+        raw_calls = delta.get("tool_calls")
+        return [
+            StreamChunk(
+                event,
+                delta.get("content"),
+                tuple(_tool_delta(c, i) for i, c in enumerate(raw_calls)) if raw_calls else (),
+                choice.get("finish_reason"),
+                None,
+                choice.get("index", 0),
+                delta.get("role"),
+                delta.get("refusal"),
+            )
+        ]
+    if "error" in event and not choices:
+        raise stream_error(event, url)
     usage = Usage.model_validate(usage_raw) if isinstance(usage_raw, dict) else None
     if not choices:
         if choices is None and usage is None:
@@ -138,25 +156,26 @@ def decode_event(data: str, url: str) -> list[StreamChunk]:
     for choice in choices:
         if not isinstance(choice, dict):
             raise _bad(url, "a choice that is not an object", data)
-        delta = choice.get("delta") or {}
-        calls: tuple[ToolCallDelta, ...] = ()
+        delta = choice.get("delta") or _EMPTY
         raw_calls = delta.get("tool_calls")
-        if raw_calls:
-            calls = tuple(_tool_delta(c, i) for i, c in enumerate(raw_calls))
+        calls = tuple(_tool_delta(c, i) for i, c in enumerate(raw_calls)) if raw_calls else ()
         out.append(
             StreamChunk(
                 event,
-                content=delta.get("content"),
-                tool_calls=calls,
-                finish_reason=choice.get("finish_reason"),
-                usage=usage,
-                index=choice.get("index", 0),
-                role=delta.get("role"),
-                refusal=delta.get("refusal"),
+                delta.get("content"),
+                calls,
+                choice.get("finish_reason"),
+                usage,
+                choice.get("index", 0),
+                delta.get("role"),
+                delta.get("refusal"),
             )
         )
         usage = None  # counted once
     return out
+
+
+_EMPTY: dict[str, Any] = {}
 
 
 def _tool_delta(raw: Any, position: int) -> ToolCallDelta:

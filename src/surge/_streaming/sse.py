@@ -26,20 +26,40 @@ class ServerSentEvent:
 
     Attributes:
         event: The event type ("message" unless an `event:` field said otherwise).
-        data: The data lines joined with "\\n".
         id: The last event id seen on the stream (it carries over between events).
         retry: The reconnection time in milliseconds, when this event set one.
     """
 
-    __slots__ = ("data", "event", "id", "retry")
+    __slots__ = ("_data", "_raw", "event", "id", "retry")
 
     def __init__(
-        self, data: str, event: str = "message", id: str = "", retry: int | None = None
+        self,
+        data: str | None = None,
+        event: str = "message",
+        id: str = "",
+        retry: int | None = None,
+        *,
+        raw: bytes | None = None,
     ) -> None:
-        self.data = data
+        self._data = data
+        self._raw = raw
         self.event = event
         self.id = id
         self.retry = retry
+
+    @property
+    def data(self) -> str:
+        r"""The data lines joined with "\n" (invalid UTF-8 shown as U+FFFD)."""
+        if self._data is None:
+            self._data = (self._raw or b"").decode("utf-8", "replace")
+        return self._data
+
+    @property
+    def raw(self) -> bytes:
+        """The data as bytes, undecoded: what a JSON parser wants."""
+        if self._raw is None:
+            self._raw = self.data.encode("utf-8")
+        return self._raw
 
     def __repr__(self) -> str:
         return f"ServerSentEvent(event={self.event!r}, data={self.data!r}, id={self.id!r})"
@@ -82,7 +102,7 @@ class SSEDecoder:
 
     def __init__(self) -> None:
         self._buf = b""  # an unfinished line
-        self._data: list[str] = []
+        self._data: list[bytes] = []
         self._has_data = False
         self._event = ""
         self._retry_now: int | None = None
@@ -125,8 +145,11 @@ class SSEDecoder:
                     event = self._dispatch()
                     if event is not None:
                         out.append(event)
-                continue
-            self._line(line)
+            elif line[:6] == b"data: ":  # the hot path, inlined
+                self._data.append(line[6:])
+                self._has_data = True
+            else:
+                self._line(line)
         return out
 
     def close(self) -> list[ServerSentEvent]:
@@ -143,9 +166,8 @@ class SSEDecoder:
         return []
 
     def _line(self, line: bytes) -> None:
-        if line[:5] == b"data:":  # the hot path: `data: {...}`
-            raw = line[6:] if line[5:6] == b" " else line[5:]
-            self._data.append(raw.decode("utf-8", "replace"))
+        if line[:5] == b"data:":
+            self._data.append(line[6:] if line[5:6] == b" " else line[5:])
             self._has_data = True
             return
         if line[:1] == b":":
@@ -154,8 +176,8 @@ class SSEDecoder:
         name, colon, value = text.partition(":")
         if colon and value[:1] == " ":
             value = value[1:]
-        if name == "data":
-            self._data.append(value)
+        if name == "data":  # `data` with no colon: an empty line of data
+            self._data.append(value.encode())
             self._has_data = True
         elif name == "event":
             self._event = value
@@ -169,8 +191,8 @@ class SSEDecoder:
         if not self._has_data:
             self._event = ""
             return None
-        data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
-        event = ServerSentEvent(data, self._event or "message", self.last_event_id, retry)
+        raw = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+        event = ServerSentEvent(None, self._event or "message", self.last_event_id, retry, raw=raw)
         self._data = []
         self._has_data = False
         self._event = ""

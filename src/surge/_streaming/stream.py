@@ -119,14 +119,12 @@ class StreamReader:
             self._json_parts.append(data)
             return
         for event in self._decoder.feed(data):
-            if self.done:
-                break
-            payload = event.data
-            if payload == "[DONE]":
+            payload = event.raw
+            if payload == b"[DONE]":
                 self.done = True
                 break
-            if event.event == "error" and not payload.startswith("{"):
-                payload = '{"error": {"message": ' + _quote(payload) + "}}"
+            if event.event == "error" and not payload.startswith(b"{"):
+                payload = json.dumps({"error": {"message": event.data}}).encode()
             self.queue.extend(decode_event(payload, self.url))
 
     async def drain(self) -> None:
@@ -179,10 +177,6 @@ class StreamReader:
                 method="POST",
                 url=self.url,
             )
-
-
-def _quote(text: str) -> str:
-    return json.dumps(text)
 
 
 async def open_reader(
