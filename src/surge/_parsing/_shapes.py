@@ -31,7 +31,17 @@ class Shape:
         members: For a union of models: their shapes.
     """
 
-    __slots__ = ("_adapter", "fields", "item", "kind", "members", "tp", "unseen")
+    __slots__ = (
+        "_adapter",
+        "_mutable",
+        "_plain",
+        "fields",
+        "item",
+        "kind",
+        "members",
+        "tp",
+        "unseen",
+    )
 
     def __init__(self, kind: str, tp: Any) -> None:
         self.kind = kind
@@ -41,6 +51,8 @@ class Shape:
         self.item: Shape | None = None
         self.members: list[Shape] = []
         self._adapter: TypeAdapter[Any] | None = None
+        self._mutable: tuple[str, ...] = ()  # unseen values that are lists or dicts
+        self._plain = False  # a model `build` may make without `model_construct`
 
     def child(self, key: str | None) -> Shape:
         """The shape of the value under `key` (objects) or of an item (arrays)."""
@@ -86,17 +98,29 @@ class Shape:
 
     def build(self, written: dict[str, Any]) -> Any:
         """A model (without validation) from the fields written so far; others unseen."""
-        fields = {
-            name: copy.copy(value) if type(value) in (list, dict) else value
-            for name, value in self.unseen.items()
-        }
+        fields = dict(self.unseen)
+        for name in self._mutable:  # a fresh [] or {} per value, as defaults would be
+            fields[name] = copy.copy(fields[name])
+        given = set()
         for key, value in written.items():
             hit = self.fields.get(key)
             if hit is not None:
                 fields[hit[0]] = value
-        return self.tp.model_construct(**fields)
+                given.add(hit[0])
+        if not self._plain:
+            return self.tp.model_construct(_fields_set=given, **fields)
+        # What `model_construct` does for a model without private attributes, extras or
+        # a post-init hook, without its per-field bookkeeping (this runs for every
+        # partial value, on each open model around the end of the text).
+        model = self.tp.__new__(self.tp)
+        _set(model, "__dict__", fields)
+        _set(model, "__pydantic_fields_set__", given)
+        _set(model, "__pydantic_extra__", None)
+        _set(model, "__pydantic_private__", None)
+        return model
 
 
+_set = object.__setattr__
 _ANY = Shape("any", Any)
 _CACHE: dict[Any, Shape] = {}
 _SCALARS = {str: "str", int: "int", float: "float", bool: "bool"}
@@ -158,6 +182,12 @@ def _build(tp: Any, building: set[int]) -> Shape:
                 shape.unseen[name] = {}
             else:
                 shape.unseen[name] = None
+        shape._mutable = tuple(n for n, v in shape.unseen.items() if type(v) in (list, dict))
+        shape._plain = (
+            not tp.__private_attributes__
+            and tp.model_config.get("extra") != "allow"
+            and getattr(tp, "__pydantic_post_init__", None) is None
+        )
         return shape
     if origin in (list, set, frozenset) or (
         origin is tuple and len(args) == 2 and args[1] is Ellipsis
