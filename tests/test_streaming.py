@@ -6,6 +6,7 @@ HTTP/1.1 and HTTP/2 (cleartext prior knowledge).
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import AsyncIterator
 
@@ -323,8 +324,15 @@ async def test_a_rejected_stream_options_is_asked_again_without(scripted: Script
     assert ["stream_options" in r.params for r in seen] == [True, False]
 
 
+# The SDK stops reading its own chain of event generators at [DONE] without closing them;
+# on trio the collector warns about them (openai's, not surge's): collected in the test.
+@pytest.mark.filterwarnings(
+    r"ignore:Async generator '(openai\._streaming\.\w+\.\w+|httpx\._models\.Response\.aiter_bytes)' "
+    "was garbage collected before it had been exhausted:ResourceWarning"
+)
 async def test_openai_sdk_streams_over_surge_http_client(http2: bool) -> None:
-    openai = pytest.importorskip("openai")  # a dev dependency: present under CI
+    import openai  # a dev dependency (the drop-in tests need it too)
+
     async with SimulatedServer(reply=WORDS, stream_tokens_per_second=float("inf")) as server:
         http = surge.http_client(http2=http2)
         client = openai.AsyncOpenAI(base_url=server.url, api_key="sk-x", http_client=http)
@@ -345,6 +353,8 @@ async def test_openai_sdk_streams_over_surge_http_client(http2: bool) -> None:
         assert isinstance(transport, surge._transport.pool.PoolTransport)
         assert transport.stats().in_use == 0
         await http.aclose()
+        del stream, event
+        gc.collect()
     assert "".join(pieces) == WORDS
     assert usage is not None
     assert usage.completion_tokens == len(WORDS.split())

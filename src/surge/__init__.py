@@ -34,9 +34,11 @@ from surge._errors import (
     UnprocessableEntityError,
     WriteTimeout,
 )
+from surge._functions import PromptFunction, RenderedPrompt, function
 from surge._http import http_client
 from surge._limits import RateLimit
 from surge._parsing import parse
+from surge._prompt_template import Image
 from surge._retry import RetryPolicy
 from surge._streaming.chunks import StreamChunk, ToolCallDelta
 from surge._streaming.sse import ServerSentEvent, SSEDecoder
@@ -72,6 +74,7 @@ __all__ = [
     "DeadlineExceeded",
     "Endpoint",
     "FunctionCall",
+    "Image",
     "LLMClient",
     "Message",
     "NotFoundError",
@@ -81,10 +84,12 @@ __all__ = [
     "PoolConfig",
     "PoolStats",
     "PoolTimeout",
+    "PromptFunction",
     "RateLimit",
     "RateLimitError",
     "ReadTimeout",
     "RemoteProtocolError",
+    "RenderedPrompt",
     "ResponseFormatError",
     "ResponseMessage",
     "RetryPolicy",
@@ -105,6 +110,7 @@ __all__ = [
     "Usage",
     "WriteTimeout",
     "__version__",
+    "function",
     "http_client",
     "parse",
 ]

@@ -143,6 +143,12 @@ class StreamReader:
         except httpx.HTTPError:
             pass
 
+    async def close(self) -> None:
+        """Close the body iterator (an async generator) now rather than when collected."""
+        close = getattr(self._body, "aclose", None)
+        if close is not None:
+            await close()
+
     def _end(self) -> None:
         if self._json_body:
             body = b"".join(self._json_parts)
@@ -250,6 +256,7 @@ class ChatStream:
             return
         with anyio.CancelScope(shield=True):
             try:
+                await lease.reader.close()  # an unfinished body closes its connection
                 await lease.response.aclose()
             finally:
                 usage = self._assembler.usage

@@ -47,7 +47,13 @@ from surge._structured.plan import (
 )
 from surge._types import ChatResponse, MessageInput, Usage, dump_messages
 
-__all__ = ["ChatCaller", "StructuredOutputError", "StructuredResult", "run_structured"]
+__all__ = [
+    "ChatCaller",
+    "StructuredOutputError",
+    "StructuredResult",
+    "preview_request",
+    "run_structured",
+]
 
 T = TypeVar("T")
 
@@ -178,6 +184,59 @@ def _with_instructions(messages: list[dict[str, Any]], text: str) -> list[dict[s
     return out
 
 
+def _request(
+    plan: OutputPlan,
+    base: list[dict[str, Any]],
+    strategy: Strategy,
+    hint: str,
+    params: dict[str, Any],
+    strict: bool,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The messages and parameters of one request for `strategy` (before any re-ask)."""
+    conversation = _with_instructions(base, hint) if hint else base
+    return conversation, {**params, **request_params(plan, strategy, strict)}
+
+
+def preview_request(
+    client: ChatCaller,
+    output_type: Any,
+    messages: Sequence[MessageInput] | str,
+    *,
+    mode: OutputMode | None,
+    model: str | None,
+    params: dict[str, Any],
+    memory: ModeMemory,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The messages and parameters the first request of `run_structured` would send.
+
+    With `mode=None` that is the strategy the endpoint is known to accept, else the first
+    one tried (json_schema). Sends nothing.
+
+    Raises:
+        ConfigError: As for `run_structured`.
+    """
+    _check_arguments(mode, 0, params)
+    plan = plan_for(output_type)
+    chosen_model = model if model is not None else client.model
+    strategy = mode or memory.get(f"{client.base_url} {chosen_model or ''}") or "json_schema"
+    schema_in_prompt = mode is None and not _shows_schema_to_model(client.base_url)
+    hint = prompt_hint(plan, strategy, schema_in_prompt)
+    return _request(plan, dump_messages(messages), strategy, hint, params, plan.strict.strict)
+
+
+def _check_arguments(mode: OutputMode | None, max_retries: int, params: dict[str, Any]) -> None:
+    if mode is not None and mode not in MODES:
+        raise ConfigError(f"mode must be one of {', '.join(MODES)} or None; got {mode!r}")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigError(f"max_retries must be an integer >= 0; got {max_retries!r}")
+    reserved = [name for name in _RESERVED if name in params]
+    if reserved:
+        raise ConfigError(
+            f"structured() sets {', '.join(reserved)} itself; remove it, or choose how "
+            "structure is asked for with mode='json_schema' | 'tools' | 'prompt'"
+        )
+
+
 def _shows_schema_to_model(base_url: str) -> bool:
     """Whether the server itself shows a json_schema's schema to the model (OpenAI does)."""
     host = httpx.URL(base_url).host
@@ -279,16 +338,7 @@ async def run_structured(
             `mode=None`, a rejection of the structured-output request is handled by
             falling back instead.
     """
-    if mode is not None and mode not in MODES:
-        raise ConfigError(f"mode must be one of {', '.join(MODES)} or None; got {mode!r}")
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ConfigError(f"max_retries must be an integer >= 0; got {max_retries!r}")
-    reserved = [name for name in _RESERVED if name in params]
-    if reserved:
-        raise ConfigError(
-            f"structured() sets {', '.join(reserved)} itself; remove it, or choose how "
-            "structure is asked for with mode='json_schema' | 'tools' | 'prompt'"
-        )
+    _check_arguments(mode, max_retries, params)
     plan = plan_for(output_type)
     base = dump_messages(messages)
     chosen_model = model if model is not None else client.model
@@ -308,13 +358,13 @@ async def run_structured(
     try:
         while True:
             hint = prompt_hint(plan, strategy, schema_in_prompt)
-            conversation = _with_instructions(base, hint) if hint else base
+            conversation, sent_params = _request(plan, base, strategy, hint, params, strict)
             try:
                 response = await _send(
                     client,
                     [*conversation, *reasks],
                     model,
-                    {**params, **request_params(plan, strategy, strict)},
+                    sent_params,
                     probing=mode is None and memory.get(key) != strategy,
                 )
             except APIStatusError as exc:
