@@ -327,8 +327,8 @@ async def test_a_rejected_stream_options_is_asked_again_without(scripted: Script
 # The SDK stops reading its own chain of event generators at [DONE] without closing them;
 # on trio the collector warns about them (openai's, not surge's): collected in the test.
 @pytest.mark.filterwarnings(
-    r"ignore:Async generator '(openai\._streaming\.\w+\.\w+|httpx\._models\.Response\.aiter_bytes)' "
-    "was garbage collected before it had been exhausted:ResourceWarning"
+    r"ignore:Async generator '(openai\._streaming\.\w+\.\w+|httpx\._models\.Response"
+    r"\.aiter_bytes)' was garbage collected before it had been exhausted:ResourceWarning"
 )
 async def test_openai_sdk_streams_over_surge_http_client(http2: bool) -> None:
     import openai  # a dev dependency (the drop-in tests need it too)
