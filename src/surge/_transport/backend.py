@@ -17,7 +17,7 @@ import asyncio
 import os
 import ssl
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 __all__ = ["Backend", "Stream", "Timer", "Waiter", "get_backend", "make_ssl_context"]
@@ -81,6 +81,10 @@ class Backend:
 
     def waiter(self) -> Waiter:
         """Return a new waiter."""
+        raise NotImplementedError
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run `fn()` in a background task of the loop (it must catch its own errors)."""
         raise NotImplementedError
 
     async def connect(

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import ssl
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -92,7 +92,13 @@ def _connect_expired(state: _ConnectTimer) -> None:
 
 
 class _AsyncioStream(asyncio.Protocol):
-    """A byte stream over an asyncio transport: buffers what arrives, wakes one reader."""
+    """A byte stream over an asyncio transport: buffers what arrives, wakes one reader.
+
+    `atomic_writes`: a send hands all its bytes to the transport before it can wait, so a
+    cancelled send never leaves part of its data unsent.
+    """
+
+    atomic_writes = True
 
     __slots__ = (
         "_buf",
@@ -261,6 +267,13 @@ class AsyncioBackend(Backend):
         self._loop = asyncio.get_running_loop()
         self._deadlines = Deadlines(self._loop)
         self.now = self._loop.time  # type: ignore[method-assign]
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run `fn()` in a task of the loop (a reference is kept until it ends)."""
+        task: asyncio.Task[None] = self._loop.create_task(fn())  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Call `callback` after `delay` seconds on the loop."""

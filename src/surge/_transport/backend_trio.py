@@ -12,7 +12,7 @@ import os
 import select
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -169,6 +169,10 @@ class TrioBackend(Backend):
     def waiter(self) -> Waiter:
         """Return a new waiter."""
         return _TrioWaiter()
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run `fn()` in a trio system task (cancelled when the run ends)."""
+        trio.lowlevel.spawn_system_task(fn, name="surge pool background write")
 
     async def connect(
         self, host: str, port: int, ssl_context: ssl.SSLContext | None, time_limit: float | None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Union
 
 import httpx
@@ -48,6 +49,7 @@ class Origin:
         "conns",
         "expiry",
         "h2_cap",
+        "h2_idle",
         "h2_ready",
         "host",
         "idle",
@@ -84,6 +86,7 @@ class Origin:
         self.ssl_context = pool._ssl_context() if scheme == "https" else None
         self.idle: deque[H1Connection] = deque()
         self.h2_ready: dict[H2Connection, None] = {}
+        self.h2_idle: set[H2Connection] = set()  # usable, no stream open
         self.conns: set[Conn] = set()
         self.waiters: deque[Waiter] = deque()
         self.n_waiting = 0
@@ -92,6 +95,10 @@ class Origin:
         self.in_use = 0
         self.h2_cap = _DEFAULT_STREAMS
         self._timer: Timer | None = None
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run `fn()` in a background task of the pool's event loop."""
+        self.backend.spawn(fn)
 
     # ------------------------------------------------------------------ acquire
     def try_acquire(self) -> Conn | Open | None:
@@ -141,13 +148,36 @@ class Origin:
             self._left_queue()
             raise httpx.PoolTimeout(
                 f"timed out after {time_limit} s waiting for a free connection to {self.url}: "
-                f"all max_connections={self.max_conn} connections to it are busy and "
-                f"{self.n_waiting + 1} request(s) were waiting. Raise max_connections=... "
-                f"if the server can take more requests at once, or the pool= timeout "
-                f"(None waits without limit)."
+                f"{self.wait_reason()} and {self.n_waiting + 1} request(s) were waiting. "
+                f"Raise max_connections=... if the server can take more requests at once, "
+                f"or the pool= timeout (None waits without limit)."
             )
-        value: Conn | Open = waiter.value
+        value: Conn | Open | BaseException = waiter.value
+        if isinstance(value, BaseException):
+            raise type(value)(str(value))
         return value
+
+    def wait_reason(self) -> str:
+        """Say why requests wait: the limit, or connections still being opened."""
+        if self.opening and len(self.conns) == 0:
+            return (
+                f"the pool was still connecting to it ({self.opening} connection(s) being "
+                f"opened, none open yet)"
+            )
+        if self.active < self.max_conn and self.multiplex:
+            return (
+                f"every stream of its {len(self.conns)} HTTP/2 connection(s) was busy and "
+                f"{self.opening} more were being opened"
+            )
+        return f"all max_connections={self.max_conn} connections to it are busy"
+
+    def fail_waiters(self, error: BaseException, most: int) -> None:
+        """Wake up to `most` waiters (from the front) with `error` to raise."""
+        waiters = self.waiters
+        while most > 0 and waiters:
+            if waiters.popleft().wake(error):
+                self.n_waiting -= 1
+                most -= 1
 
     def _left_queue(self) -> None:
         self.n_waiting -= 1
@@ -158,7 +188,9 @@ class Origin:
             # Many gave up behind a few that still wait: drop the dead (amortized O(1)).
             self.waiters = deque(w for w in waiters if w.pending())
 
-    def _give_back(self, value: Conn | Open) -> None:
+    def _give_back(self, value: Conn | Open | BaseException) -> None:
+        if isinstance(value, BaseException):
+            return
         if value is OPEN:
             self.open_failed()
         elif isinstance(value, H2Connection):
@@ -191,6 +223,9 @@ class Origin:
         started = now()
         try:
             stream = await self.backend.connect(self.host, self.port, self.ssl_context, time_limit)
+        except httpx.TransportError as exc:
+            self.open_failed(exc)
+            raise
         except BaseException:
             self.open_failed()
             raise
@@ -199,6 +234,10 @@ class Origin:
             conn2 = H2Connection(stream, self, self.url)
             try:
                 await conn2.start(time_limit)
+            except httpx.TransportError as exc:
+                stream.close()
+                self.open_failed(exc)
+                raise
             except BaseException:
                 stream.close()
                 self.open_failed()
@@ -226,10 +265,18 @@ class Origin:
             self._open_for_waiters()
         return conn
 
-    def open_failed(self) -> None:
-        """Give back the right to open a connection."""
+    def open_failed(self, error: BaseException | None = None) -> None:
+        """Give back the right to open a connection.
+
+        Args:
+            error: Why the connect failed. Under HTTP/2 the requests queued behind this
+                connect (up to one connection's streams) fail with it at once, rather
+                than each trying again in turn, one connect timeout after another.
+        """
         self.active -= 1
         self.opening -= 1
+        if error is not None and self.multiplex and self.n_waiting:
+            self.fail_waiters(error, self.h2_cap)
         self._open_for_waiters()
 
     # ------------------------------------------------------------------ HTTP/1.1 release
@@ -277,6 +324,8 @@ class Origin:
         """Count one more stream in use on `conn`."""
         conn.streams += 1
         self.in_use += 1
+        if conn.streams == 1:
+            self.h2_idle.discard(conn)
         if conn.streams >= conn.capacity:
             self.h2_ready.pop(conn, None)
         if conn.idle_timer is not None:
@@ -290,13 +339,22 @@ class Origin:
         if not conn.usable:
             conn.maybe_close()
             return
+        if conn.streams >= conn.capacity:
+            return  # the server lowered MAX_CONCURRENT_STREAMS: no room yet
         if self.n_waiting and self._hand_over(conn):
             self.reserve_stream(conn)
             return
+        if conn.streams == 0:
+            if len(self.idle) + len(self.h2_idle) >= self.max_keepalive or self.pool._closed:
+                self.connection_unusable(conn)  # max_keepalive_connections holds for HTTP/2
+                return
+            self.h2_idle.add(conn)
+            if math.isfinite(self.expiry):
+                conn.idle_since = self.now()
+                conn.idle_timer = self.backend.call_later(
+                    self.expiry, lambda: self._expire_h2(conn)
+                )
         self.h2_ready[conn] = None
-        if conn.streams == 0 and math.isfinite(self.expiry):
-            conn.idle_since = self.now()
-            conn.idle_timer = self.backend.call_later(self.expiry, lambda: self._expire_h2(conn))
 
     def capacity_changed(self, conn: H2Connection) -> None:
         """The server changed MAX_CONCURRENT_STREAMS on `conn`."""
@@ -319,6 +377,7 @@ class Origin:
         """Stop handing out `conn` (GOAWAY, error, expiry) and free its slot."""
         conn.usable = False
         self.h2_ready.pop(conn, None)
+        self.h2_idle.discard(conn)
         if conn.idle_timer is not None:
             conn.idle_timer.cancel()
             conn.idle_timer = None
@@ -343,6 +402,7 @@ class Origin:
         self.conns.clear()
         self.idle.clear()
         self.h2_ready.clear()
+        self.h2_idle.clear()
         self.active = self.opening = 0
         waiters, self.waiters = self.waiters, deque()
         for waiter in waiters:
@@ -356,5 +416,6 @@ class Origin:
         self.conns.clear()
         self.idle.clear()
         self.h2_ready.clear()
+        self.h2_idle.clear()
         self.waiters = deque()
         self._timer = None

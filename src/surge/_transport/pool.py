@@ -25,13 +25,21 @@ from surge._config import PoolConfig
 from surge._timings import PHASE_EXTENSION, PoolStats, Timings
 from surge._transport.backend import Backend, get_backend, make_ssl_context
 from surge._transport.h1 import RetryableError
-from surge._transport.h2 import H2Connection
 from surge._transport.origin import Open, Origin
 from surge._transport.stats import WAIT_WARNING_THRESHOLD, WaitStats
 
 __all__ = ["PoolTransport"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _replayable(request: httpx.Request) -> bool:
+    """True if the request's body can be sent again (bytes, not a stream already read)."""
+    try:
+        request.content  # noqa: B018 - raises for a streamed body
+    except httpx.RequestNotRead:
+        return False
+    return True
 
 
 class PoolTransport(httpx.AsyncBaseTransport):
@@ -113,7 +121,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
                 self._stats.record(waited)
                 if waited > WAIT_WARNING_THRESHOLD:
                     self._stats.slow_wait(
-                        waited, acquired, origin.n_waiting, origin.url, origin.max_conn
+                        waited, acquired, origin.n_waiting, origin.url, origin.wait_reason()
                     )
                 if attempt == 0:
                     timings.queued = waited
@@ -132,7 +140,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
                 try:
                     return await conn.handle(request, read_timeout, write_timeout, timings, start)
                 except RetryableError as exc:
-                    if attempt:
+                    if attempt or not _replayable(request):
                         raise exc.error from None
                     start = now()
             raise AssertionError("unreachable")  # pragma: no cover
@@ -174,7 +182,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
             in_use += origin.in_use
             waiting += origin.n_waiting
             idle += len(origin.idle)
-            idle += sum(1 for c in origin.conns if isinstance(c, H2Connection) and c.streams == 0)
+            idle += len(origin.h2_idle)
         stats = self._stats
         p50, p90, p99 = stats.percentiles()
         return PoolStats(

@@ -84,7 +84,7 @@ class WaitStats:
 
         return rank(0.50), rank(0.90), rank(0.99)
 
-    def slow_wait(self, wait: float, now: float, waiting: int, where: str, limit: int) -> None:
+    def slow_wait(self, wait: float, now: float, waiting: int, where: str, reason: str) -> None:
         """Note a wait over the threshold; log one warning per interval.
 
         Args:
@@ -92,7 +92,8 @@ class WaitStats:
             now: The loop's clock.
             waiting: Requests still waiting for this origin.
             where: The origin, e.g. "http://127.0.0.1:8000".
-            limit: The pool's `max_connections`.
+            reason: Why requests wait, e.g. "all max_connections=1000 connections to it
+                are busy" (`Origin.wait_reason`).
         """
         self._slow += 1
         if wait > self._slow_max:
@@ -105,8 +106,8 @@ class WaitStats:
         self._slow_max = 0.0
         logger.warning(
             "surge pool: %d request(s) waited more than %.1f s (longest %.1f s) for a free "
-            "connection to %s; %d still waiting. All max_connections=%d connections to that "
-            "origin were busy: this is queueing inside the client, not the server. Raise "
+            "connection to %s; %d still waiting: %s. This is queueing inside the client, "
+            "not the server. Raise "
             "max_connections=... (PoolConfig / http_client / LLMClient) if the server can take "
             "more requests at once; the pool= timeout bounds how long a request may wait.",
             count,
@@ -114,5 +115,5 @@ class WaitStats:
             longest,
             where,
             waiting,
-            limit,
+            reason,
         )
