@@ -23,18 +23,21 @@ from typing import Any, Generic, Protocol, TypeVar
 from surge._errors import APIStatusError, ConfigError, ParseAttempt
 from surge._parsing._incremental import PartialReader
 from surge._streaming.stream import ChatStream
-from surge._structured.modes import MODES, Discovery, ModeMemory, OutputMode, Strategy
-from surge._structured.plan import OutputPlan, plan_for, prompt_hint, request_params
+from surge._structured.failures import (
+    is_grammar_failure,
+    is_rejection,
+    is_schema_invalid,
+    server_message,
+)
+from surge._structured.modes import Discovery, ModeMemory, OutputMode, Strategy
+from surge._structured.plan import OutputPlan, plan_for, prompt_hint
+from surge._structured.reading import all_failed, exhausted, read_reply
 from surge._structured.run import (
     _FALLBACK,
-    _INVALID_SCHEMA,
-    _RESERVED,
-    _exhausted,
-    _is_rejection,
-    _read,
+    _check_arguments,
     _reask,
+    _request,
     _shows_schema_to_model,
-    _with_instructions,
 )
 from surge._types import ChatResponse, MessageInput, dump_messages
 
@@ -92,16 +95,9 @@ class StructuredStream(Generic[T]):
         memory: ModeMemory,
         items: bool,
     ) -> None:
-        if mode is not None and mode not in MODES:
-            raise ConfigError(f"mode must be one of {', '.join(MODES)} or None; got {mode!r}")
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ConfigError(f"max_retries must be an integer >= 0; got {max_retries!r}")
-        reserved = [name for name in (*_RESERVED, "stream") if name in params]
-        if reserved:
-            raise ConfigError(
-                f"stream_structured() sets {', '.join(reserved)} itself; remove it, or choose "
-                "how structure is asked for with mode='json_schema' | 'tools' | 'prompt'"
-            )
+        _check_arguments(mode, max_retries, params)
+        if "stream" in params:
+            raise ConfigError("stream_structured() always streams; remove stream=")
         self._client = client
         self._type = output_type
         self._plan = plan_for(output_type)
@@ -158,27 +154,38 @@ class StructuredStream(Generic[T]):
         learn = mode is None
         failures: list[ParseAttempt] = []
         reasks: list[dict[str, Any]] = []
+        tried: list[tuple[str, str]] = []  # default mode: the modes that failed, and why
         handed = 0  # items handed out (stream_items)
         last: Any = _NOTHING  # the partial value handed out last
         try:
             while True:
                 hint = prompt_hint(plan, strategy, schema_in_prompt)
-                conversation = _with_instructions(self._messages, hint) if hint else self._messages
-                params = {**self._params, **request_params(plan, strategy, strict)}
+                conversation, params = _request(
+                    plan, self._messages, strategy, hint, self._params, strict
+                )
                 stream = client.stream([*conversation, *reasks], model=self._model, **params)
                 try:
                     await stream.__aenter__()
                 except APIStatusError as exc:
-                    if mode is not None or strategy == "prompt" or not _is_rejection(exc):
-                        raise
+                    # Always before the first value: the stream was refused at once.
+                    grammar = is_grammar_failure(exc)
                     if (
-                        strict
-                        and strategy in ("json_schema", "tools")
-                        and _INVALID_SCHEMA.search(str(exc))
+                        mode is not None
+                        or strategy == "prompt"
+                        or not (grammar or is_rejection(exc))
                     ):
+                        if tried:
+                            raise all_failed(
+                                self._type, plan, strategy, self.responses, failures, tried, exc
+                            ) from exc
+                        raise
+                    if strict and strategy in ("json_schema", "tools") and is_schema_invalid(exc):
                         strict = False
                         learn = False
                         continue
+                    if grammar:
+                        learn = False
+                    tried.append((strategy, server_message(exc)))
                     strategy = _FALLBACK.get(strategy, "prompt")
                     continue
                 try:
@@ -207,7 +214,9 @@ class StructuredStream(Generic[T]):
                 finally:
                     await stream.aclose()
                 self.responses.append(response)
-                value, error = _read(response, plan, strategy, self._type, self.responses, failures)
+                value, error = read_reply(
+                    response, plan, strategy, self._type, self.responses, failures, tried
+                )
                 if error is None:
                     self.result = value
                     self.mode = "prompt" if strategy == "json_object" else strategy
@@ -218,7 +227,7 @@ class StructuredStream(Generic[T]):
                         yield value
                     return
                 if len(self.responses) > self._max_retries or (self._items and handed):
-                    raise _exhausted(self._type, plan, strategy, self.responses, failures)
+                    raise exhausted(self._type, plan, strategy, self.responses, failures, tried)
                 if hint:
                     retry_hint = "Follow the schema given above."
                 else:
