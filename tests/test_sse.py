@@ -180,3 +180,11 @@ def test_llama_cpp_usage_chunk_keeps_its_timings() -> None:
     assert chunk.content is None
     assert chunk.usage == surge.Usage(prompt_tokens=1, completion_tokens=2, total_tokens=3)
     assert chunk.raw["timings"] == {"predicted_ms": 1.5}
+
+
+def test_a_leading_byte_order_mark_is_dropped_wherever_the_read_cuts_it() -> None:
+    data = b"\xef\xbb\xbfdata: x\n\n"
+    for cut in range(len(data) + 1):
+        assert [e.data for e in decode_all([data[:cut], data[cut:]])] == ["x"], cut
+    # Only at the very start: later it is part of a field name (an unknown field).
+    assert decode_all([b"data: a\n\n\xef\xbb\xbfdata: b\n\n"]) == [ServerSentEvent("a")]

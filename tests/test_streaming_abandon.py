@@ -76,12 +76,17 @@ async def wait_server(
     await anyio.to_thread.run_sync(server.wait_for_blocking, predicate, limit)
 
 
+KEPT: list[object] = []  # abandoned streams stay referenced: the garbage collector
+# closing their body iterators must not be what frees the connection
+
+
 async def abandon(client: LLMClient, way: Way, after: int) -> tuple[str, float]:
     """Open a stream, read `after` chunks, leave it the given way; return (request id, when)."""
     rid = ""
     with anyio.CancelScope() as scope:
         try:
             async with client.stream("go", max_tokens=1000) as stream:
+                KEPT.append(stream)
                 rid = stream.request_id or ""
                 if way != "exit":
                     count = 0
@@ -114,6 +119,7 @@ async def test_each_way_of_leaving_frees_pool_and_server(http2: bool, way: Way) 
             assert (await client.chat("again")).text == LONG
         await closed_for_good()
         assert client_sockets(server.port) == 0
+    KEPT.clear()
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's /proc")
@@ -148,3 +154,4 @@ async def test_a_thousand_streams_abandoned_at_random_points(http2: bool) -> Non
             assert lags[-1] < 1.0
         await closed_for_good()
         assert client_sockets(server.port) == 0
+    KEPT.clear()
