@@ -13,7 +13,7 @@ Three measurements, each printed with the versions used:
    one `surge.parse(final, T)`; and `surge.parse(prefix, T, partial=True)` on every prefix
    (quadratic: timed on every 10th prefix and multiplied by 10, so marked "est.").
    Per-piece cost in the first and last tenth of the stream shows it is flat.
-3. concurrency: N streams at once (1,000 by default), each 200 chunks at 100 tokens/s:
+3. concurrency: N streams at once (1,000 by default), each 200 chunks at 50 tokens/s:
    whether all progressed together (every stream had its first token before any ended),
    and client CPU per chunk at 100 and at N streams.
 
@@ -291,9 +291,9 @@ async def concurrent_run(url: str, n: int, chunks: int) -> tuple[float, int, boo
 
 def concurrency(streams: int) -> None:
     chunks = 200
-    server = Server(100.0)
+    server = Server(50.0)
     try:
-        print(f"\n3. concurrency: streams of {chunks} chunks at 100 tokens/s, all at once")
+        print(f"\n3. concurrency: streams of {chunks} chunks at 50 tokens/s, all at once")
         print(f"{'streams':>8}{'chunks':>10}{'CPU µs/chunk':>15}  all progressed together")
         for n in sorted({100, streams}):
             cpu, total, together = asyncio.run(concurrent_run(server.url, n, chunks))

@@ -27,6 +27,7 @@ class ScriptedSSE(_Base):
         super().__init__()
         self.scripts: dict[str, tuple[list[bytes], Ending, int]] = {}
         self.served: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def script(
         self, path: str, pieces: list[bytes], ending: Ending = "end", status: int = 200
@@ -42,8 +43,15 @@ class ScriptedSSE(_Base):
         self._ready.set()
         async with server:
             await self._stop.wait()
+            # Connections still open (a stalled script) end here, not when the loop closes.
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
         self._changed(connections_opened=1)
         try:
             while True:
@@ -97,3 +105,4 @@ class ScriptedSSE(_Base):
         finally:
             writer.close()
             self._changed(connections_closed=1)
+            self._tasks.discard(task)

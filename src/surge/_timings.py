@@ -48,10 +48,12 @@ class Timings:
         backoff: Waiting between attempts (backoff and the server's `Retry-After`).
             0.0 when the first attempt succeeded.
         ttft: Streams only: time to first token, from the request being sent to the
-            first content or tool-call delta (`ttfb` is the first byte, often a role-only
-            chunk or headers). 0.0 for a whole response, or a stream with no delta.
-        max_gap: Streams only: the longest wait between two chunks handed to the caller
-            (a server that stalls mid-answer shows here, not in `ttfb`).
+            arrival of the first content or tool-call delta (`ttfb` is the first byte,
+            often headers or a role-only chunk). 0.0 for a whole response, or a stream
+            with no delta.
+        max_gap: Streams only: the longest wait between two network reads that brought
+            chunks: the server's pace (a server that stalls mid-answer shows here, not
+            in `ttfb`), not the time the caller spent on each chunk.
     """
 
     queued: float = 0.0

@@ -245,13 +245,19 @@ class Assembler:
             self._first = chunk.raw
         if chunk.usage is not None:
             self.usage = chunk.usage
-        if chunk.raw.get("choices") == []:
-            return
+            if not chunk.raw.get("choices"):  # the usage-only last chunk
+                return
         choice = self._choices.get(chunk.index)
         if choice is None:
             choice = self._choices[chunk.index] = _Choice()
-        if chunk.content:
-            choice.content.append(chunk.content)
+        content = chunk.content
+        if content:
+            choice.content.append(content)
+            if (
+                not (chunk.tool_calls or chunk.role or chunk.refusal)
+                and chunk.finish_reason is None
+            ):
+                return  # the common chunk: one more piece of text
         if chunk.refusal:
             choice.refusal.append(chunk.refusal)
         if chunk.role:
@@ -268,6 +274,15 @@ class Assembler:
                 call.name = delta.name
             if delta.arguments:
                 call.arguments.append(delta.arguments)
+
+    def text(self, choice: int = 0) -> str:
+        """The text of a choice so far."""
+        entry = self._choices.get(choice)
+        if entry is None or not entry.content:
+            return ""
+        if len(entry.content) > 1:
+            entry.content[:] = ["".join(entry.content)]
+        return entry.content[0]
 
     def tool_arguments(self, index: int = 0, choice: int = 0) -> str:
         """The arguments of tool call `index` so far."""

@@ -64,6 +64,9 @@ class StreamReader:
         "allow_truncated",
         "done",
         "ended",
+        "first_token_at",
+        "last_arrival",
+        "max_gap",
         "queue",
         "response",
         "url",
@@ -76,6 +79,11 @@ class StreamReader:
         self.queue: deque[StreamChunk] = deque()
         self.done = False  # [DONE] (or the end) was seen
         self.ended = False  # the body was read to its end
+        # Arrival times (perf_counter) of the network reads that brought chunks: the
+        # server's pace, not the consumer's.
+        self.first_token_at: float | None = None
+        self.last_arrival: float | None = None
+        self.max_gap = 0.0
         self._decoder = SSEDecoder()
         content_type = response.headers.get("content-type", "")
         # A server that ignored stream=True and answered with one JSON completion.
@@ -118,6 +126,8 @@ class StreamReader:
         if self._json_body:
             self._json_parts.append(data)
             return
+        queue = self.queue
+        before = len(queue)
         for event in self._decoder.feed(data):
             payload = event.raw
             if payload == b"[DONE]":
@@ -125,7 +135,22 @@ class StreamReader:
                 break
             if event.event == "error" and not payload.startswith(b"{"):
                 payload = json.dumps({"error": {"message": event.data}}).encode()
-            self.queue.extend(decode_event(payload, self.url))
+            queue.extend(decode_event(payload, self.url))
+        if len(queue) > before:
+            self._arrived(before)
+
+    def _arrived(self, first: int) -> None:
+        """Note when chunks `queue[first:]` arrived (once per read, not per chunk)."""
+        now = time.perf_counter()
+        if self.last_arrival is not None and now - self.last_arrival > self.max_gap:
+            self.max_gap = now - self.last_arrival
+        self.last_arrival = now
+        if self.first_token_at is None:
+            for i in range(first, len(self.queue)):
+                chunk = self.queue[i]
+                if chunk.content or chunk.tool_calls:
+                    self.first_token_at = now
+                    break
 
     async def drain(self) -> None:
         """After `[DONE]`: read the body's last bytes, up to 64 KiB.
@@ -171,6 +196,7 @@ class StreamReader:
                     )
                 )
             self.done = True
+            self._arrived(0)
             return
         midway = self._decoder.pending
         self._decoder.close()
@@ -218,9 +244,6 @@ class ChatStream:
         self._lease: StreamLease[StreamReader] | None = None
         self._reader: StreamReader | None = None
         self._assembler = Assembler()
-        self._text: list[str] = []
-        self._joined = ""
-        self._last: float | None = None
         self._closed = False
         self._response: ChatResponse | None = None
         self.timings = Timings()
@@ -233,6 +256,7 @@ class ChatStream:
         self._lease = await self._open()
         self._reader = self._lease.reader
         self.timings = self._lease.timings
+        self._sync_timings()  # the first read happened while opening
         return self
 
     async def __aexit__(
@@ -281,7 +305,7 @@ class ChatStream:
                 raise StopAsyncIteration
             await self._guard(reader.fill(self._read_timeout))
         chunk = reader.queue.popleft()
-        self._take(chunk)
+        self._assembler.add(chunk)
         return chunk
 
     async def _guard(self, read: Awaitable[None]) -> None:
@@ -291,31 +315,25 @@ class ChatStream:
         state = lease.state
         if state.deadline is None:
             await read
+            self._sync_timings()
             return
         state.phase = "reading the stream (waiting for the next chunk)"
         with anyio.move_on_after(state.remaining()) as scope:
             await read
+        self._sync_timings()
         if scope.cancelled_caught:
             error = state.exceeded()
             raise DeadlineExceeded(
                 str(error), phase=error.phase, deadline=error.deadline, method="POST", url=lease.url
             )
 
-    def _take(self, chunk: StreamChunk) -> None:
-        now = time.perf_counter()
-        lease = self._lease
-        assert lease is not None
-        timings = self.timings
-        if self._last is not None:
-            gap = now - self._last
-            if gap > timings.max_gap:
-                timings.max_gap = gap
-        self._last = now
-        if not timings.ttft and (chunk.content or chunk.tool_calls):
-            timings.ttft = now - lease.sent
-        if chunk.content and chunk.index == 0:
-            self._text.append(chunk.content)
-        self._assembler.add(chunk)
+    def _sync_timings(self) -> None:
+        """Copy the reader's arrival times into `timings` (after each read)."""
+        lease, reader = self._lease, self._reader
+        assert lease is not None and reader is not None
+        self.timings.max_gap = reader.max_gap
+        if reader.first_token_at is not None:
+            self.timings.ttft = reader.first_token_at - lease.sent
 
     async def text_deltas(self) -> AsyncIterator[str]:
         """Iterate over the first choice's text pieces (chunks without text are skipped)."""
@@ -326,9 +344,7 @@ class ChatStream:
     @property
     def text(self) -> str:
         """The first choice's text received so far."""
-        if len(self._text) > 1:
-            self._text = ["".join(self._text)]
-        return self._text[0] if self._text else ""
+        return self._assembler.text(0)
 
     @property
     def assembler(self) -> Assembler:
