@@ -330,7 +330,8 @@ class ChatStream:
     def _sync_timings(self) -> None:
         """Copy the reader's arrival times into `timings` (after each read)."""
         lease, reader = self._lease, self._reader
-        assert lease is not None and reader is not None
+        assert lease is not None
+        assert reader is not None
         self.timings.max_gap = reader.max_gap
         if reader.first_token_at is not None:
             self.timings.ttft = reader.first_token_at - lease.sent
