@@ -264,8 +264,10 @@ def partial_objects() -> None:
     print(f"characters scanned: {reader.scanned:,} for {len(text):,}")
 
 
-async def concurrent_run(url: str, n: int, chunks: int) -> tuple[float, int, bool]:
-    async with surge.LLMClient(base_url=url, max_connections=n) as client:
+async def concurrent_run(
+    url: str, n: int, chunks: int, http2: bool
+) -> tuple[float, int, int, float]:
+    async with surge.LLMClient(base_url=url, max_connections=n, http2=http2) as client:
         await _surge_once(client, 5)
         firsts: list[float] = []
         ends: list[float] = []
@@ -284,9 +286,11 @@ async def concurrent_run(url: str, n: int, chunks: int) -> tuple[float, int, boo
                 ends.append(time.perf_counter())
 
         cpu = time.process_time()
+        started = time.perf_counter()
         await asyncio.gather(*(one() for _ in range(n)))
         cpu = time.process_time() - cpu
-        return cpu, total, max(firsts) < min(ends)
+        together = sum(1 for f in firsts if f < min(ends))  # streaming before any ended
+        return cpu, total, together, max(firsts) - started
 
 
 def concurrency(streams: int) -> None:
@@ -294,11 +298,21 @@ def concurrency(streams: int) -> None:
     server = Server(50.0)
     try:
         print(f"\n3. concurrency: streams of {chunks} chunks at 50 tokens/s, all at once")
-        print(f"{'streams':>8}{'chunks':>10}{'CPU µs/chunk':>15}  all progressed together")
-        for n in sorted({100, streams}):
-            cpu, total, together = asyncio.run(concurrent_run(server.url, n, chunks))
-            assert total == n * chunks, total
-            print(f"{n:>8}{total:>10,}{cpu / total * 1e6:>15.1f}  {together}")
+        print(
+            f"{'streams':>8}{'proto':>7}{'chunks':>10}{'CPU µs/chunk':>15}"
+            f"{'streaming at once':>19}{'last first token':>18}"
+        )
+        for http2 in (False, True):
+            for n in sorted({100, streams}):
+                cpu, total, together, last = asyncio.run(
+                    concurrent_run(server.url, n, chunks, http2)
+                )
+                assert total == n * chunks, total
+                proto = "h2" if http2 else "h1"
+                print(
+                    f"{n:>8}{proto:>7}{total:>10,}{cpu / total * 1e6:>15.1f}"
+                    f"{together:>14,} of {n:<4}{last:>12.2f} s"
+                )
     finally:
         server.close()
 
