@@ -26,6 +26,7 @@ Args:
     max_streams: SETTINGS_MAX_CONCURRENT_STREAMS announced.
     initial_window: SETTINGS_INITIAL_WINDOW_SIZE announced (the client's upload window).
     connection_window: Extra bytes the server's connection window is opened by at once.
+    hold_preface: Send the server's preface (SETTINGS) only after `release_preface()`.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class ScriptedH2Server(_Base):
         max_streams: int = 100,
         initial_window: int = 65535,
         connection_window: int = 0,
+        hold_preface: bool = False,
     ) -> None:
         super().__init__()
         self.ssl_context = ssl_context
@@ -88,6 +90,8 @@ class ScriptedH2Server(_Base):
         self.initial_window = initial_window
         self.connection_window = connection_window
         self.settings_acked = 0
+        self.hold_preface = hold_preface
+        self._preface: asyncio.Event | None = None
         self._index = 0
         self._may_read: asyncio.Event | None = None
         self.resets: list[int] = []
@@ -142,6 +146,10 @@ class ScriptedH2Server(_Base):
                     self.server_resets.append(sid)
                     self.cond.notify_all()
 
+    def release_preface(self) -> None:
+        """Let connections held by `hold_preface` send their SETTINGS."""
+        self.call(lambda: self._preface.set())  # type: ignore[union-attr]
+
     def drop(self) -> None:
         """Abort every open connection (no GOAWAY unless sent before)."""
 
@@ -178,6 +186,9 @@ class ScriptedH2Server(_Base):
         self._release = asyncio.Event()
         self._may_read = asyncio.Event()
         self._may_read.set()
+        self._preface = asyncio.Event()
+        if not self.hold_preface:
+            self._preface.set()
         server = await asyncio.start_server(
             self._serve, "127.0.0.1", 0, backlog=4096, ssl=self.ssl_context
         )
@@ -203,6 +214,8 @@ class ScriptedH2Server(_Base):
         self._index += 1
         self._conns.append(conn)
         self._changed(connections_opened=1)
+        assert self._preface is not None
+        await self._preface.wait()
         h2conn.initiate_connection()
         if self.connection_window:
             h2conn.increment_flow_control_window(self.connection_window)

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from surge._transport.backend import Backend, Stream, Timer, Waiter
+from surge._transport.backend import Backend, Stream, Timer, Waiter, connect_error
 from surge._transport.deadlines import Deadlines
 
 __all__ = ["AsyncioBackend"]
@@ -275,6 +275,10 @@ class AsyncioBackend(Backend):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def is_current(self) -> bool:
+        """True if this backend's loop is the running one."""
+        return asyncio._get_running_loop() is self._loop
+
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Call `callback` after `delay` seconds on the loop."""
         return self._loop.call_later(delay, callback)
@@ -306,7 +310,7 @@ class AsyncioBackend(Backend):
             except ssl.SSLError as exc:
                 raise httpx.ConnectError(f"TLS handshake with {host}:{port} failed: {exc}") from exc
             except OSError as exc:
-                raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
+                raise connect_error(host, port, exc) from exc
             return self._connected(stream, ssl_context)
         # Like asyncio.timeout, but the timer is a deadline-queue entry, not a heap timer.
         task = asyncio.current_task()
@@ -325,7 +329,7 @@ class AsyncioBackend(Backend):
         except ssl.SSLError as exc:
             raise httpx.ConnectError(f"TLS handshake with {host}:{port} failed: {exc}") from exc
         except OSError as exc:
-            raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
+            raise connect_error(host, port, exc) from exc
         finally:
             self._deadlines.cancel(deadline)
         return self._connected(stream, ssl_context)

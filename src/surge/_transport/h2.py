@@ -65,6 +65,24 @@ class _GoawayStateMachine(h2.connection.H2ConnectionStateMachine):
         return super().process_input(input_)
 
 
+class _Connection(h2.connection.H2Connection):
+    """h2's connection, counting open outbound streams in O(1).
+
+    h2 counts them by scanning every stream it holds on each `send_headers` (O(n) per
+    request, O(n^2) for a burst) and drops closed streams in that scan. Here the streams
+    opened and not yet ended are a set kept by `H2Connection`, which also drops each
+    stream from h2's table when it ends (`end_stream`).
+    """
+
+    def __init__(self, config: h2.config.H2Configuration) -> None:
+        super().__init__(config=config)
+        self.opened: set[int] = set()
+
+    @property
+    def open_outbound_streams(self) -> int:
+        return len(self.opened)
+
+
 class _Owner(Protocol):
     def now(self) -> float: ...
     def release_stream(self, conn: H2Connection) -> None: ...
@@ -100,7 +118,7 @@ class H2Connection:
         self.connect_time = 0.0
         self.served = 0
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
-        self._h2 = h2.connection.H2Connection(config=config)
+        self._h2 = _Connection(config)
         self._h2.state_machine = _GoawayStateMachine()
         self._events: dict[int, deque[Any]] = {}
         self._parked: dict[int, anyio.Event] = {}
@@ -333,8 +351,9 @@ class H2Connection:
         queue = self._events.pop(sid, None)
         if queue is None:
             return
+        conn = self._h2
+        conn.opened.discard(sid)
         if not self._closed:
-            conn = self._h2
             unread = sum(
                 e.flow_controlled_length or 0
                 for e in queue
@@ -352,6 +371,10 @@ class H2Connection:
                     conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
             if reset or unread:
                 self._flush_soon()
+        stream = conn.streams.get(sid)
+        if stream is not None and stream.closed:
+            del conn.streams[sid]  # as h2's own (O(n)) stream count would
+            conn._closed_streams[sid] = stream.closed_by
         self.owner.release_stream(self)
 
     def _flush_soon(self) -> None:
@@ -407,6 +430,7 @@ class H2Connection:
                 body = None
             self._write_time_limit = write_timeout
             conn.send_headers(sid, self._headers(request), end_stream=body == b"")
+            conn.opened.add(sid)
             if body is None:
                 async for chunk in request.stream:  # type: ignore[union-attr]
                     if not await self._send_data(sid, chunk, write_timeout):
@@ -414,12 +438,12 @@ class H2Connection:
                 else:
                     conn.end_stream(sid)
                 await self._flush(write_timeout)
-            elif body:
-                if await self._send_data(sid, body, write_timeout):
-                    conn.end_stream(sid)
-                await self._flush(write_timeout)
             else:
-                await self._flush(write_timeout)
+                if body:
+                    await self._send_data(sid, body, write_timeout, end=True)
+                # Sent by one background write for every request queued in this turn of
+                # the loop: a burst of N requests costs a few writes, not N.
+                self._flush_soon()
             sent = self.owner.now()
             while True:
                 event = await self.next_event(sid, read_timeout)
@@ -459,8 +483,10 @@ class H2Connection:
                     or (
                         reused
                         and self._last_stream_id is None
-                        and sent >= 0
-                        and self.owner.now() - sent <= STALE_RACE_SECONDS
+                        and (
+                            isinstance(exc, httpx.WriteError)
+                            or (sent >= 0 and self.owner.now() - sent <= STALE_RACE_SECONDS)
+                        )
                     )
                 )
             ):
@@ -497,8 +523,10 @@ class H2Connection:
             headers.append((lower, value))
         return headers
 
-    async def _send_data(self, sid: int, data: bytes, time_limit: float | None) -> bool:
-        """Send `data` on stream `sid` as flow control allows.
+    async def _send_data(
+        self, sid: int, data: bytes, time_limit: float | None, end: bool = False
+    ) -> bool:
+        """Send `data` on stream `sid` as flow control allows (with END_STREAM if `end`).
 
         Returns:
             False if the server answered, ended or reset the stream before all was sent
@@ -518,8 +546,11 @@ class H2Connection:
                     if not await self._wait_for_window(sid, deadline):
                         return False
                     continue
-                conn.send_data(sid, bytes(view[:window]))
+                last = len(view) <= window
+                conn.send_data(sid, bytes(view[:window]), end_stream=end and last)
                 view = view[window:]
+                if last and end:
+                    return True  # the caller flushes: one write for a small request
                 await self._flush(time_limit)
                 if not self._atomic_writes:  # the shielded write did not see a cancel
                     await anyio.lowlevel.checkpoint_if_cancelled()

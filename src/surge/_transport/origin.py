@@ -10,6 +10,7 @@ the counts can never be seen half-updated.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Union
 
 import httpx
 
-from surge._transport.backend import Backend, Timer, Waiter
+from surge._transport.backend import Backend, Timer, TooManyOpenFiles, Waiter
 from surge._transport.h1 import H1Connection
 from surge._transport.h2 import H2Connection
 
@@ -35,6 +36,8 @@ class Open:
 
 OPEN = Open()
 _DEFAULT_STREAMS = 100
+_CLOSED = "this surge pool was closed (aclose or abandon)"
+logger = logging.getLogger("surge")
 
 Conn = Union[H1Connection, H2Connection]  # noqa: UP007 - a runtime alias on 3.10
 
@@ -46,6 +49,7 @@ class Origin:
         "_timer",
         "active",
         "backend",
+        "closed",
         "conns",
         "expiry",
         "h2_cap",
@@ -95,6 +99,7 @@ class Origin:
         self.in_use = 0
         self.h2_cap = _DEFAULT_STREAMS
         self._timer: Timer | None = None
+        self.closed = False
 
     def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
         """Run `fn()` in a background task of the pool's event loop."""
@@ -217,12 +222,26 @@ class Origin:
             self.opening += 1
 
     # ------------------------------------------------------------------ open
-    async def open(self, time_limit: float | None) -> Conn:
-        """Open a connection with the right obtained from `try_acquire` or `wait`."""
+    async def open(self, time_limit: float | None) -> Conn | None:
+        """Open a connection with the right obtained from `try_acquire` or `wait`.
+
+        Returns:
+            The connection, or None if the process is out of file descriptors while this
+            origin has connections open: the origin's limit is lowered to those, and the
+            request should wait for one of them (`wait`).
+        """
         now = self.now
         started = now()
         try:
             stream = await self.backend.connect(self.host, self.port, self.ssl_context, time_limit)
+        except TooManyOpenFiles as exc:
+            self.active -= 1
+            self.opening -= 1
+            if self.active <= 0:
+                self._open_for_waiters()
+                raise  # nothing open or opening that could free up
+            self._out_of_files(exc)
+            return None
         except httpx.TransportError as exc:
             self.open_failed(exc)
             raise
@@ -243,6 +262,9 @@ class Origin:
                 self.open_failed()
                 raise
             conn2.connect_time = now() - started
+            if self.closed:
+                stream.close()
+                raise httpx.ConnectError(_CLOSED)
             self.opening -= 1
             self.conns.add(conn2)
             self.h2_cap = max(1, conn2.capacity)
@@ -255,6 +277,9 @@ class Origin:
                 self.h2_ready[conn2] = None
             self._open_for_waiters()
             return conn2
+        if self.closed:
+            stream.close()
+            raise httpx.ConnectError(_CLOSED)
         self.opening -= 1
         conn = H1Connection(stream, self, now() - started)
         self.conns.add(conn)
@@ -273,11 +298,29 @@ class Origin:
                 connect (up to one connection's streams) fail with it at once, rather
                 than each trying again in turn, one connect timeout after another.
         """
+        if self.closed:
+            return  # close_all zeroed the counts
         self.active -= 1
         self.opening -= 1
         if error is not None and self.multiplex and self.n_waiting:
             self.fail_waiters(error, self.h2_cap)
         self._open_for_waiters()
+
+    def _out_of_files(self, exc: BaseException) -> None:
+        """Lower this origin's limit to the connections it has; warn once per pool."""
+        self.max_conn = max(1, self.active)
+        pool = self.pool
+        if not pool._warned_fds:
+            pool._warned_fds = True
+            logger.warning(
+                "surge pool: the process ran out of file descriptors (%s) opening a "
+                "connection to %s; requests now queue for its %d open connection(s) instead "
+                "of failing. Raise the limit to get more at once: `ulimit -n 65536` in the "
+                "shell, or resource.setrlimit(resource.RLIMIT_NOFILE, ...) at start-up.",
+                exc,
+                self.url,
+                self.max_conn,
+            )
 
     # ------------------------------------------------------------------ HTTP/1.1 release
     def release(self, conn: H1Connection) -> None:
@@ -403,10 +446,13 @@ class Origin:
         self.idle.clear()
         self.h2_ready.clear()
         self.h2_idle.clear()
+        self.closed = True
         self.active = self.opening = 0
         waiters, self.waiters = self.waiters, deque()
+        self.n_waiting = 0
+        error = httpx.ConnectError(_CLOSED + " while the request waited for a connection")
         for waiter in waiters:
-            waiter.wake(OPEN)  # each will find the pool closed when it tries to open
+            waiter.wake(error)
 
     def abandon_all(self) -> None:
         """Close every socket without touching the event loop."""
