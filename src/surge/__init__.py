@@ -38,6 +38,7 @@ from surge._functions import PromptFunction, RenderedPrompt, function
 from surge._http import http_client
 from surge._limits import RateLimit
 from surge._parsing import parse
+from surge._progress import BatchProgress
 from surge._prompt_template import Image
 from surge._retry import RetryPolicy
 from surge._streaming.chunks import StreamChunk, ToolCallDelta
@@ -63,6 +64,7 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "BatchProgress",
     "ChatResponse",
     "ChatStream",
     "Choice",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -33,7 +34,13 @@ from surge._settings import UNSET, Settings
 from surge._timings import TIMINGS_EXTENSION, Timings
 from surge._types import ChatResponse
 
-__all__ = ["CallPath", "StreamLease"]
+__all__ = ["CALL_OBSERVER", "CallPath", "StreamLease"]
+
+CALL_OBSERVER: ContextVar[Callable[[Timings], None] | None] = ContextVar(
+    "surge_call_observer", default=None
+)
+"""Called with the `Timings` of each call that succeeds in this context (a batch's progress
+display sets it around its workers, so it sees the calls an item function makes)."""
 
 T = TypeVar("T")
 
@@ -158,6 +165,9 @@ class CallPath:
         chat._timings.backoff = state.backoff
         chat._attempts = tuple(state.attempts)
         chat._endpoint = state.attempts[-1].endpoint
+        observer = CALL_OBSERVER.get()
+        if observer is not None:
+            observer(chat._timings)
         return chat
 
     async def attempt(

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import httpx
 
+from surge._batch import AsCompleted, run_map, start_map
 from surge._call import CallPath
 from surge._config import PoolConfig
 from surge._endpoints import Cooldown, Endpoint, Router, Strategy
@@ -23,6 +24,7 @@ from surge._errors import ConfigError
 from surge._functions import PromptFunction, PromptSource, function
 from surge._http import LoopLocalClient
 from surge._limits import ClientLimits, RateLimit
+from surge._progress import ProgressOption
 from surge._retry import RetryPolicy, check_deadline, resolve_policy
 from surge._settings import DEFAULT_BASE_URL, UNSET, Settings, check_timeout
 from surge._streaming.stream import ChatStream, chat_stream
@@ -37,6 +39,7 @@ __all__ = ["LLMClient", "OutputMode"]
 T = TypeVar("T")
 P = ParamSpec("P")
 R = TypeVar("R")
+Items = Iterable[T] | AsyncIterable[T]
 
 
 class LLMClient:
@@ -450,6 +453,89 @@ class LLMClient:
             model=model,
             params=params,
             memory=self._modes,
+        )
+
+    # -- batches (surge._batch; see docs/batch.md) ------------------------------------------
+
+    @overload
+    async def map(
+        self,
+        fn_or_prompt: Callable[[T], Awaitable[R]],
+        items: Items[T],
+        *,
+        concurrency: int | None = None,
+        return_exceptions: Literal[False] = False,
+        progress: ProgressOption = None,
+    ) -> list[R]: ...
+
+    @overload
+    async def map(
+        self,
+        fn_or_prompt: Callable[[Any], Awaitable[Any]] | str,
+        items: Items[Any],
+        *,
+        concurrency: int | None = None,
+        return_exceptions: bool = False,
+        progress: ProgressOption = None,
+    ) -> list[Any]: ...
+
+    async def map(
+        self,
+        fn_or_prompt: Callable[[Any], Awaitable[Any]] | str,
+        items: Items[Any],
+        *,
+        concurrency: int | None = None,
+        return_exceptions: bool = False,
+        progress: ProgressOption = None,
+    ) -> list[Any]:
+        """Make one call per item, at most `concurrency` at once; results in input order.
+
+        Args:
+            fn_or_prompt: An async function of one item, or a prompt template string
+                (`"Summarise: {item}"`; braces inside an item stay text) sent with `chat`.
+            items: An iterable or async iterable, consumed lazily as workers free up.
+            concurrency: Most items in flight, on top of the client's limits (default: its
+                `max_concurrency`, else the pool's `max_connections`).
+            return_exceptions: Put each failure in its item's slot instead of cancelling
+                the rest and raising the first.
+            progress: True for a progress bar (rich with `surge[cli]`, else plain lines),
+                or a callable that gets a `BatchProgress` after each item.
+
+        Returns:
+            One result per item, in input order (a `ChatResponse` for a template).
+        """
+        return await run_map(
+            self,
+            fn_or_prompt,
+            items,
+            concurrency=concurrency,
+            default_concurrency=self._limits.max_concurrency or self.pool_config.max_connections,
+            return_exceptions=return_exceptions,
+            progress=progress,
+        )
+
+    def map_as_completed(
+        self,
+        fn_or_prompt: Callable[[Any], Awaitable[Any]] | str,
+        items: Items[Any],
+        *,
+        concurrency: int | None = None,
+        return_exceptions: bool = False,
+        progress: ProgressOption = None,
+    ) -> AsCompleted[Any]:
+        """Like `map`, but yield `(index, result)` as each item finishes.
+
+        Use `async for index, result in client.map_as_completed(...)`, or open it with
+        `async with ... as results:` when you may `break` early. Arguments as for `map`.
+        """
+        return start_map(
+            self,
+            fn_or_prompt,
+            items,
+            concurrency=concurrency,
+            default_concurrency=self._limits.max_concurrency or self.pool_config.max_connections,
+            return_exceptions=return_exceptions,
+            progress=progress,
         )
 
     def preview_structured(

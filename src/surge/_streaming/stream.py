@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 import httpx
 
-from surge._call import CallPath, StreamLease
+from surge._call import CALL_OBSERVER, CallPath, StreamLease
 from surge._decode import decode_chat
 from surge._errors import (
     BadRequestError,
@@ -379,6 +379,9 @@ class ChatStream:
         response._attempts = tuple(lease.state.attempts)
         response._endpoint = lease.endpoint
         self._response = response
+        observer = CALL_OBSERVER.get()  # a batch's progress display counts streams too
+        if observer is not None:
+            observer(self.timings)
         return response
 
 
