@@ -151,9 +151,10 @@ class Origin:
             raise
         if not woken:
             self._left_queue()
+            busy = f"all max_connections={self.max_conn} connections to it are busy"
             raise httpx.PoolTimeout(
                 f"timed out after {time_limit} s waiting for a free connection to {self.url}: "
-                f"{self.wait_reason()} and {self.n_waiting + 1} request(s) were waiting. "
+                f"{self.wait_reason() or busy} and {self.n_waiting + 1} request(s) were waiting. "
                 f"Raise max_connections=... if the server can take more requests at once, "
                 f"or the pool= timeout (None waits without limit)."
             )
@@ -162,8 +163,8 @@ class Origin:
             raise type(value)(str(value))
         return value
 
-    def wait_reason(self) -> str:
-        """Say why requests wait: the limit, or connections still being opened."""
+    def wait_reason(self) -> str | None:
+        """Say why requests wait when it is not the limit (None: all connections busy)."""
         if self.opening and len(self.conns) == 0:
             return (
                 f"the pool was still connecting to it ({self.opening} connection(s) being "
@@ -174,7 +175,7 @@ class Origin:
                 f"every stream of its {len(self.conns)} HTTP/2 connection(s) was busy and "
                 f"{self.opening} more were being opened"
             )
-        return f"all max_connections={self.max_conn} connections to it are busy"
+        return None
 
     def fail_waiters(self, error: BaseException, most: int) -> None:
         """Wake up to `most` waiters (from the front) with `error` to raise."""

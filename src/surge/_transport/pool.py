@@ -154,7 +154,12 @@ class PoolTransport(httpx.AsyncBaseTransport):
                 self._stats.record(waited)
                 if waited > WAIT_WARNING_THRESHOLD:
                     self._stats.slow_wait(
-                        waited, acquired, origin.n_waiting, origin.url, origin.wait_reason()
+                        waited,
+                        acquired,
+                        origin.n_waiting,
+                        origin.url,
+                        origin.max_conn,
+                        origin.wait_reason(),
                     )
                 if attempt == 0:
                     timings.queued = waited

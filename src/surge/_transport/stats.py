@@ -84,7 +84,15 @@ class WaitStats:
 
         return rank(0.50), rank(0.90), rank(0.99)
 
-    def slow_wait(self, wait: float, now: float, waiting: int, where: str, reason: str) -> None:
+    def slow_wait(
+        self,
+        wait: float,
+        now: float,
+        waiting: int,
+        where: str,
+        limit: int,
+        reason: str | None = None,
+    ) -> None:
         """Note a wait over the threshold; log one warning per interval.
 
         Args:
@@ -92,8 +100,9 @@ class WaitStats:
             now: The loop's clock.
             waiting: Requests still waiting for this origin.
             where: The origin, e.g. "http://127.0.0.1:8000".
-            reason: Why requests wait, e.g. "all max_connections=1000 connections to it
-                are busy" (`Origin.wait_reason`).
+            limit: The origin's `max_connections`.
+            reason: Why requests waited if not that limit, e.g. "the pool was still
+                connecting to it (...)" (`Origin.wait_reason`).
         """
         self._slow += 1
         if wait > self._slow_max:
@@ -106,7 +115,7 @@ class WaitStats:
         self._slow_max = 0.0
         logger.warning(
             "surge pool: %d request(s) waited more than %.1f s (longest %.1f s) for a free "
-            "connection to %s; %d still waiting: %s. This is queueing inside the client, "
+            "connection to %s; %d still waiting. %s: this is queueing inside the client, "
             "not the server. Raise "
             "max_connections=... (PoolConfig / http_client / LLMClient) if the server can take "
             "more requests at once; the pool= timeout bounds how long a request may wait.",
@@ -115,5 +124,7 @@ class WaitStats:
             longest,
             where,
             waiting,
-            reason,
+            f"All max_connections={limit} connections to that origin were busy"
+            if reason is None
+            else reason[0].upper() + reason[1:],
         )
