@@ -244,9 +244,7 @@ async def test_one_connection_queues_in_the_client_and_warns_once(
     assert warnings_[0].levelno == logging.WARNING
     message = warnings_[0].getMessage()
     assert f"for a free connection to {server.root}" in message
-    # The pool's wording since the transport branch (issue 9): "... still waiting: all
-    # max_connections=1 connections to it are busy".
-    assert "all max_connections=1 connections to it are busy" in message
+    assert "All max_connections=1 connections to that origin were busy" in message
 
 
 # -- structured outputs ------------------------------------------------------------------
