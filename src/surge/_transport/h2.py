@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
@@ -32,8 +32,10 @@ import httpx
 from surge._timings import TIMINGS_EXTENSION, Timings
 from surge._transport.backend import Stream, Timer
 from surge._transport.h1 import STALE_RACE_SECONDS, RetryableError
+from surge._transport.h2_body import H2Body
+from surge._transport.h2_state import CountingConnection, GoawayStateMachine
 
-__all__ = ["H2Body", "H2Connection"]
+__all__ = ["H2Connection"]
 
 _HTTP2 = b"HTTP/2"
 _MAX_CAPACITY = 1000
@@ -48,39 +50,6 @@ _STREAM_EVENTS = (
     h2.events.StreamEnded,
     h2.events.StreamReset,
 )
-
-
-class _GoawayStateMachine(h2.connection.H2ConnectionStateMachine):
-    """h2's connection state machine, except that receiving GOAWAY does not close it.
-
-    h2 moves to CLOSED on GOAWAY and then rejects every later frame as a protocol error,
-    including the answers to streams at or below `last_stream_id`, which the server may
-    still finish (RFC 9113, 6.8). So the state stays open; `H2Connection` itself opens no
-    stream after a GOAWAY and treats the streams above `last_stream_id` as refused.
-    """
-
-    def process_input(self, input_: h2.connection.ConnectionInputs) -> list[h2.events.Event]:
-        if input_ is h2.connection.ConnectionInputs.RECV_GOAWAY:
-            return []
-        return super().process_input(input_)
-
-
-class _Connection(h2.connection.H2Connection):
-    """h2's connection, counting open outbound streams in O(1).
-
-    h2 counts them by scanning every stream it holds on each `send_headers` (O(n) per
-    request, O(n^2) for a burst) and drops closed streams in that scan. Here the streams
-    opened and not yet ended are a set kept by `H2Connection`, which also drops each
-    stream from h2's table when it ends (`end_stream`).
-    """
-
-    def __init__(self, config: h2.config.H2Configuration) -> None:
-        super().__init__(config=config)
-        self.opened: set[int] = set()
-
-    @property
-    def open_outbound_streams(self) -> int:
-        return len(self.opened)
 
 
 class _Owner(Protocol):
@@ -118,8 +87,8 @@ class H2Connection:
         self.connect_time = 0.0
         self.served = 0
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
-        self._h2 = _Connection(config)
-        self._h2.state_machine = _GoawayStateMachine()
+        self._h2 = CountingConnection(config)
+        self._h2.state_machine = GoawayStateMachine()
         self._events: dict[int, deque[Any]] = {}
         self._parked: dict[int, anyio.Event] = {}
         self._reading = False
@@ -609,54 +578,3 @@ class H2Connection:
             if not self._reading and self._parked:
                 self._hand_off()
         return True
-
-
-class H2Body(httpx.AsyncByteStream):
-    """The body of one HTTP/2 response; ends (or resets) its stream when done."""
-
-    def __init__(
-        self,
-        conn: H2Connection,
-        sid: int,
-        timings: Timings,
-        start: float,
-        read_timeout: float | None,
-    ) -> None:
-        self._conn = conn
-        self._sid = sid
-        self._timings = timings
-        self._start = start
-        self._read_timeout = read_timeout
-        self._done = False
-
-    def _finish(self, reset: bool) -> None:
-        if not self._done:
-            self._done = True
-            self._conn.end_stream(self._sid, reset)
-            self._timings.total = self._conn.owner.now() - self._start
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        conn = self._conn
-        try:
-            while not self._done:
-                event = await conn.next_event(self._sid, self._read_timeout)
-                if isinstance(event, h2.events.DataReceived):
-                    if event.flow_controlled_length:
-                        conn._h2.acknowledge_received_data(event.flow_controlled_length, self._sid)
-                    if event.stream_ended is not None:
-                        self._finish(False)
-                    if event.data:
-                        yield event.data
-                elif isinstance(event, h2.events.StreamEnded):
-                    self._finish(False)
-                elif isinstance(event, h2.events.StreamReset):
-                    raise httpx.RemoteProtocolError(
-                        f"{conn.url} reset the stream (error code {event.error_code})"
-                    )
-        except BaseException:
-            self._finish(True)
-            raise
-
-    async def aclose(self) -> None:
-        """Close the response; reset its stream if it was not read to the end."""
-        self._finish(True)
