@@ -408,3 +408,50 @@ async def test_a_bound_copy_calls_through_its_own_client_concurrently() -> None:
     assert sorted(b["messages"][0]["content"] for b in recorder.bodies) == sorted(
         f"doc {i}" for i in range(20)
     )
+
+
+async def test_stream_yields_partial_values_then_the_validated_one() -> None:
+    recorder = Recorder()
+    with _server(recorder) as server:
+        async with _client(server.url) as client:
+
+            @client.function(mode="json_schema", temperature=0)
+            async def extract(text: str) -> Invoice:
+                """{text}"""
+
+            @client.function
+            async def say(text: str) -> str:
+                """{text}"""
+
+            async with extract.stream("Invoice INV-7") as values:
+                seen = [value async for value in values]
+            with pytest.raises(surge.ConfigError, match=r"client.stream\(say.messages"):
+                say.stream("x")
+    assert [(v.number, v.total, v.currency) for v in seen] == [
+        (None, None, None),
+        ("INV-7", None, None),
+        ("INV-7", 12.5, None),
+        ("INV-7", 12.5, "EUR"),
+    ]
+    assert seen[-1] == Invoice(**INVOICE)
+    body = recorder.bodies[0]
+    assert body["stream"] is True
+    assert body["temperature"] == 0
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["messages"] == [{"role": "user", "content": "Invoice INV-7"}]
+
+
+async def test_client_map_runs_a_prompt_function_over_items_in_order() -> None:
+    def numbered(request: ChatRequest) -> str:
+        return json.dumps({**INVOICE, "number": request.last_user_message})
+
+    with SimulatedServer(reply=numbered, latency=0.2) as server:
+        async with _client(server.url) as client:
+
+            @client.function(mode="json_schema")
+            async def extract(text: str) -> Invoice:
+                """{text}"""
+
+            invoices = await client.map(extract, (f"INV-{i}" for i in range(30)), concurrency=7)
+    assert [i.number for i in invoices] == [f"INV-{i}" for i in range(30)]
+    assert server.stats.peak_in_flight == 7

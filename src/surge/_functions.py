@@ -29,6 +29,7 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from surge._errors import ConfigError
 from surge._prompt_template import Template
+from surge._streaming.structured import StructuredStream
 from surge._structured.modes import OutputMode
 from surge._structured.run import StructuredResult
 from surge._types import ChatResponse, MessageInput, dump_messages
@@ -86,6 +87,19 @@ class PromptClient(Protocol):
         **params: Any,
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """The messages and parameters `structured` would send first."""
+        ...
+
+    def stream_structured(
+        self,
+        output_type: Any,
+        messages: Sequence[MessageInput] | str,
+        *,
+        mode: OutputMode | None = None,
+        max_retries: int = 2,
+        model: str | None = None,
+        **params: Any,
+    ) -> StructuredStream[Any]:
+        """Stream partial values of `output_type`, then the validated one."""
         ...
 
 
@@ -228,6 +242,36 @@ class PromptFunction(Generic[P, R]):
             **self._params,
         )
         return typing.cast("R", result.value)
+
+    def stream(self, *args: P.args, **kwargs: P.kwargs) -> StructuredStream[R]:
+        """Stream the answer: partial values of the return type as they grow, then the valid one.
+
+        ```python
+        async with extract_invoice.stream(text) as values:
+            async for invoice in values:  # fields not written yet are None
+                show(invoice)
+        ```
+
+        As `LLMClient.stream_structured` (modes, re-asks, linear cost).
+
+        Raises:
+            ConfigError: The function returns `str`: stream its text with
+                `client.stream(fn.messages(...))`, which gives text deltas.
+        """
+        client = self._bound_client()
+        if self.output_type is str:
+            raise ConfigError(
+                f"{_name(self._fn)} returns str: stream its text with "
+                f"client.stream({self._fn.__name__}.messages(...)) and its text_deltas()"
+            )
+        return client.stream_structured(
+            self.output_type,
+            self.messages(*args, **kwargs),
+            mode=self._mode,
+            max_retries=self._max_retries,
+            model=self._model,
+            **self._params,
+        )
 
     def _bound_client(self) -> PromptClient:
         if self._client is None:
