@@ -591,7 +591,9 @@ def test_valid_json_round_trips_exactly() -> None:
             got = parse(text, {})
             assert _exact(got, value), f"{text!r} came back as {got!r}"
         # The same JSON through the repairing reader, not only json.loads: with a trailing
-        # comma, and in prose (strings without brackets: see the xfail below).
+        # comma, and in prose (strings without brackets: a quote read past for a bracket
+        # still open in the string, then a later one taken by a weaker rule, such as
+        # `["[", "k": ...` as an object in a list, is a known gap: 8 in 6000).
         value = {"v": _random_json(rnd, alphabet=NO_BRACKETS)}
         plain = json.dumps(value)
         for text in (plain[:-1] + ",}", f"Sure! {plain} Anything else?"):
@@ -599,14 +601,14 @@ def test_valid_json_round_trips_exactly() -> None:
             assert _exact(got, value), f"{text!r} came back as {got!r}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parser bug: on the repairing path (JSON in prose, or with a trailing comma) a "
-    "string value holding unbalanced brackets is misread; random JSON hits it 17 times in 600",
-)
 @pytest.mark.parametrize(
     "text",
-    ['Sure! {"v": " b{:{]["} Anything else?', '{"v": [null, "{b[}"],}'],
+    [
+        'Sure! {"v": " b{:{]["} Anything else?',
+        '{"v": [null, "{b[}"],}',
+        # The quote left open by the bracket rule wins over a comma-before-key repair.
+        '{"v": {"k1": [{"k0": "b{{"}], "k2": 8},}',
+    ],
 )
 def test_strings_with_brackets_round_trip_on_the_repairing_path(text: str) -> None:
     value = json.loads(text[text.index("{") : text.rindex("}") + 1].replace(",}", "}"))
