@@ -113,9 +113,12 @@ class StringReader(Cursor):
                 if self._closes_here(i + 2, ctx, braces, brackets):
                     self.i = i + 2
                     return self._finish(buf, ctx, fixes, raw_tail)
-                if deferred is None and (braces > 0 or brackets > 0):
-                    if self._closes_here(i + 2, ctx, 0, 0):
-                        deferred = (i + 2, len(buf), fixes, raw_tail)
+                if (
+                    deferred is None
+                    and (braces > 0 or brackets > 0)
+                    and self._closes_here(i + 2, ctx, 0, 0)
+                ):
+                    deferred = (i + 2, len(buf), fixes, raw_tail)
                 buf.append('"')
                 blen += 1
                 i += 2
@@ -133,9 +136,12 @@ class StringReader(Cursor):
                 if self._closes_here(i + 1, ctx, braces, brackets):
                     self.i = i + 1
                     return self._finish(buf, ctx, fixes, raw_tail)
-                if deferred is None and (braces > 0 or brackets > 0):
-                    if self._closes_here(i + 1, ctx, 0, 0):
-                        deferred = (i + 1, len(buf), fixes, raw_tail)
+                if (
+                    deferred is None
+                    and (braces > 0 or brackets > 0)
+                    and self._closes_here(i + 1, ctx, 0, 0)
+                ):
+                    deferred = (i + 1, len(buf), fixes, raw_tail)
                 if ctx == "object" and comma_at >= 0 and blen - comma_len < 80:
                     # A missing closing quote: `"New York, "gender": ...` or `"a, b: "x"`.
                     tail = _last(buf, blen - comma_len + 1)
