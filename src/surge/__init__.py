@@ -19,6 +19,7 @@ from surge._errors import (
     ConnectError,
     ConnectTimeout,
     DeadlineExceeded,
+    LimitsUnavailable,
     NotFoundError,
     OutputParseError,
     PermissionDeniedError,
@@ -38,8 +39,15 @@ from surge._functions import PromptFunction, RenderedPrompt, function
 from surge._http import http_client
 from surge._limits import RateLimit
 from surge._parsing import parse
+from surge._progress import BatchProgress
 from surge._prompt_template import Image
+from surge._redis_store import RedisStore
 from surge._retry import RetryPolicy
+from surge._store import LimitsStore
+from surge._streaming.chunks import StreamChunk, ToolCallDelta
+from surge._streaming.sse import ServerSentEvent, SSEDecoder
+from surge._streaming.stream import ChatStream
+from surge._streaming.structured import StructuredStream
 from surge._structured.run import StructuredOutputError, StructuredResult
 from surge._timings import PoolStats, Timings
 from surge._types import (
@@ -59,7 +67,9 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "BatchProgress",
     "ChatResponse",
+    "ChatStream",
     "Choice",
     "ConfigError",
     "ConflictError",
@@ -71,6 +81,8 @@ __all__ = [
     "FunctionCall",
     "Image",
     "LLMClient",
+    "LimitsStore",
+    "LimitsUnavailable",
     "Message",
     "NotFoundError",
     "OutputMode",
@@ -83,18 +95,24 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "ReadTimeout",
+    "RedisStore",
     "RemoteProtocolError",
     "RenderedPrompt",
     "ResponseFormatError",
     "ResponseMessage",
     "RetryPolicy",
+    "SSEDecoder",
     "ServerError",
+    "ServerSentEvent",
+    "StreamChunk",
     "StructuredOutputError",
     "StructuredResult",
+    "StructuredStream",
     "SurgeError",
     "Timeout",
     "Timings",
     "ToolCall",
+    "ToolCallDelta",
     "TransportError",
     "UnprocessableEntityError",
     "Usage",

@@ -10,34 +10,33 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any
 
 import httpx
 
+from surge._batch import BatchMethods
 from surge._call import CallPath
 from surge._config import PoolConfig
 from surge._endpoints import Cooldown, Endpoint, Router, Strategy
 from surge._errors import ConfigError
-from surge._functions import PromptFunction, PromptSource, function
+from surge._functions import FunctionMethods
 from surge._http import LoopLocalClient
 from surge._limits import ClientLimits, RateLimit
 from surge._retry import RetryPolicy, check_deadline, resolve_policy
 from surge._settings import DEFAULT_BASE_URL, UNSET, Settings, check_timeout
+from surge._store import LimitsStore
+from surge._streaming.methods import StreamingMethods
+from surge._structured.methods import StructuredMethods
 from surge._structured.modes import ModeMemory, OutputMode
-from surge._structured.run import StructuredResult, preview_request, run_structured
 from surge._timings import PoolStats
 from surge._types import ChatResponse, MessageInput, dump_messages
 
 __all__ = ["LLMClient", "OutputMode"]
 
-T = TypeVar("T")
-P = ParamSpec("P")
-R = TypeVar("R")
 
-
-class LLMClient:
+class LLMClient(StructuredMethods, StreamingMethods, BatchMethods, FunctionMethods):
     """An async client for any OpenAI-compatible chat-completions server.
 
     One client holds one connection pool per event loop, made lazily, so it may be
@@ -81,6 +80,10 @@ class LLMClient:
         strategy: How calls pick an endpoint: "fallback" (in order, the next on a
             retryable failure), "round_robin" or "weighted".
         cooldown: When an endpoint that keeps failing is skipped (`Cooldown`).
+        limits_store: Where `max_concurrency`, `rate_limit`, the server's rate-limit
+            hints and endpoint cool-downs live: None keeps them in this process; a
+            `surge.RedisStore` shares them with every process using the same namespace
+            (see docs/scaling.md).
         **pool_kwargs: `PoolConfig` fields.
 
     Raises:
@@ -106,9 +109,17 @@ class LLMClient:
         endpoints: Sequence[Endpoint] | None = None,
         strategy: Strategy = "fallback",
         cooldown: Cooldown | None = None,
+        limits_store: LimitsStore | None = None,
         **pool_kwargs: Any,
     ) -> None:
         config = PoolConfig.from_kwargs(pool, pool_kwargs)
+        if limits_store is not None:
+            if not isinstance(limits_store, LimitsStore):
+                raise ConfigError(
+                    f"limits_store must be a surge.RedisStore (a LimitsStore), "
+                    f"not {type(limits_store).__name__}"
+                )
+            limits_store.check_backend()
         if endpoints is not None and base_url is not None:
             raise ConfigError("give either base_url= or endpoints=, not both")
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
@@ -136,8 +147,10 @@ class LLMClient:
             retry=resolve_policy(retry),
             deadline=check_deadline(deadline),
         )
+        if limits_store is not None:
+            router.shared = limits_store.health()
         self._router = router
-        self._limits = ClientLimits(max_concurrency, rate_limit)
+        self._limits = ClientLimits(max_concurrency, rate_limit, limits_store)
         self._http = LoopLocalClient(config, external=http_client)
         self._owns_pool = True
         # Which structured-output mode each endpoint accepts, learned once per endpoint
@@ -294,7 +307,8 @@ class LLMClient:
         """
         if params.get("stream"):
             raise ConfigError(
-                "chat() reads whole responses; streaming (stream=True) is not supported yet"
+                "chat() reads whole responses; to stream, use "
+                "`async with client.stream(messages) as stream:` instead of stream=True"
             )
         body: dict[str, Any] = {"messages": dump_messages(messages)}
         if model is not None:  # else the endpoint's or the client's, per attempt
@@ -303,164 +317,6 @@ class LLMClient:
         return await self._call.post_chat(
             body, timeout=check_timeout(timeout), retry=retry, deadline=deadline
         )
-
-    @overload
-    async def structured(
-        self,
-        output_type: type[T],
-        messages: Sequence[MessageInput] | str,
-        *,
-        mode: OutputMode | None = None,
-        max_retries: int = 2,
-        model: str | None = None,
-        **params: Any,
-    ) -> T: ...
-
-    @overload
-    async def structured(
-        self,
-        output_type: Any,
-        messages: Sequence[MessageInput] | str,
-        *,
-        mode: OutputMode | None = None,
-        max_retries: int = 2,
-        model: str | None = None,
-        **params: Any,
-    ) -> Any: ...
-
-    async def structured(
-        self,
-        output_type: Any,
-        messages: Sequence[MessageInput] | str,
-        *,
-        mode: OutputMode | None = None,
-        max_retries: int = 2,
-        model: str | None = None,
-        **params: Any,
-    ) -> Any:
-        """Ask for output of a given type and return it validated.
-
-        Args:
-            output_type: A pydantic model, any type pydantic's `TypeAdapter` accepts
-                (`list[Item]`, a union, an enum, `Literal[...]`), or a JSON Schema dict.
-            messages: The conversation, as for `chat`.
-            mode: "json_schema", "tools" or "prompt"; None picks per endpoint and falls
-                back when a server rejects a mode (see docs/structured-outputs.md).
-            max_retries: How many times to re-ask, showing the model its error, when the
-                answer cannot be parsed or validated.
-            model: The model for this call (default: the client's).
-            **params: Other chat-completion parameters, as for `chat`.
-
-        Returns:
-            The validated value (an instance of `output_type`; plain JSON for a schema dict).
-
-        Raises:
-            OutputParseError: No attempt produced a valid value; carries every attempt.
-            APIStatusError, TransportError, ResponseFormatError: as for `chat`.
-        """
-        result = await self.structured_response(
-            output_type, messages, mode=mode, max_retries=max_retries, model=model, **params
-        )
-        return result.value
-
-    async def structured_response(
-        self,
-        output_type: Any,
-        messages: Sequence[MessageInput] | str,
-        *,
-        mode: OutputMode | None = None,
-        max_retries: int = 2,
-        model: str | None = None,
-        **params: Any,
-    ) -> StructuredResult[Any]:
-        """Like `structured`, but also return every `ChatResponse`, the attempts and usage.
-
-        Returns:
-            A `StructuredResult` with `.value`, `.responses`, `.attempts`, `.usage` (summed
-            over every attempt) and `.mode` (the mode that produced the value).
-        """
-        return await run_structured(
-            self,
-            output_type,
-            messages,
-            mode=mode,
-            max_retries=max_retries,
-            model=model,
-            params=params,
-            memory=self._modes,
-        )
-
-    def preview_structured(
-        self,
-        output_type: Any,
-        messages: Sequence[MessageInput] | str,
-        *,
-        mode: OutputMode | None = None,
-        model: str | None = None,
-        **params: Any,
-    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Return the messages and parameters `structured` would send first; send nothing.
-
-        For tests and debugging: the schema instructions as written into the prompt and
-        the `response_format` or `tools` of the mode the endpoint is known to accept (the
-        first one tried when none is known yet).
-
-        Raises:
-            ConfigError: As for `structured`.
-        """
-        return preview_request(
-            self, output_type, messages, mode=mode, model=model, params=params, memory=self._modes
-        )
-
-    # -- prompt functions ----------------------------------------------------------------
-
-    @overload
-    def function(self, fn: Callable[P, Awaitable[R]], /) -> PromptFunction[P, R]: ...
-
-    @overload
-    def function(
-        self,
-        fn: None = None,
-        /,
-        *,
-        prompt: PromptSource | None = None,
-        system: str | None = None,
-        mode: OutputMode | None = None,
-        max_retries: int = 2,
-        model: str | None = None,
-        **params: Any,
-    ) -> Callable[[Callable[P, Awaitable[R]]], PromptFunction[P, R]]: ...
-
-    def function(
-        self,
-        fn: Callable[P, Awaitable[R]] | None = None,
-        /,
-        *,
-        prompt: PromptSource | None = None,
-        system: str | None = None,
-        mode: OutputMode | None = None,
-        max_retries: int = 2,
-        model: str | None = None,
-        **params: Any,
-    ) -> PromptFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], PromptFunction[P, R]]:
-        """Make a typed prompt function bound to this client (see `surge.function`).
-
-        ```python
-        @client.function(temperature=0)
-        async def extract_invoice(text: str) -> Invoice:
-            \"\"\"Extract the invoice from: {text}\"\"\"
-        ```
-        """
-        decorate = function(
-            client=self,
-            prompt=prompt,
-            system=system,
-            mode=mode,
-            max_retries=max_retries,
-            model=model,
-            **params,
-        )
-        return decorate if fn is None else decorate(fn)
 
     # -- pool ----------------------------------------------------------------------------
 

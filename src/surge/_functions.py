@@ -33,7 +33,13 @@ from surge._structured.modes import OutputMode
 from surge._structured.run import StructuredResult
 from surge._types import ChatResponse, MessageInput, dump_messages
 
-__all__ = ["PromptClient", "PromptFunction", "RenderedPrompt", "function"]
+__all__ = [
+    "FunctionMethods",
+    "PromptClient",
+    "PromptFunction",
+    "RenderedPrompt",
+    "function",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -330,3 +336,55 @@ def function(
         )
 
     return decorate if fn is None else decorate(fn)
+
+
+class FunctionMethods:
+    """`LLMClient.function`: typed prompt functions bound to the client."""
+
+    @overload
+    def function(self: PromptClient, fn: Callable[P, Awaitable[R]], /) -> PromptFunction[P, R]: ...
+
+    @overload
+    def function(
+        self: PromptClient,
+        fn: None = None,
+        /,
+        *,
+        prompt: PromptSource | None = None,
+        system: str | None = None,
+        mode: OutputMode | None = None,
+        max_retries: int = 2,
+        model: str | None = None,
+        **params: Any,
+    ) -> Callable[[Callable[P, Awaitable[R]]], PromptFunction[P, R]]: ...
+
+    def function(
+        self: PromptClient,
+        fn: Callable[P, Awaitable[R]] | None = None,
+        /,
+        *,
+        prompt: PromptSource | None = None,
+        system: str | None = None,
+        mode: OutputMode | None = None,
+        max_retries: int = 2,
+        model: str | None = None,
+        **params: Any,
+    ) -> PromptFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], PromptFunction[P, R]]:
+        """Make a typed prompt function bound to this client (see `surge.function`).
+
+        ```python
+        @client.function(temperature=0)
+        async def extract_invoice(text: str) -> Invoice:
+            \"\"\"Extract the invoice from: {text}\"\"\"
+        ```
+        """
+        decorate = function(
+            client=self,
+            prompt=prompt,
+            system=system,
+            mode=mode,
+            max_retries=max_retries,
+            model=model,
+            **params,
+        )
+        return decorate if fn is None else decorate(fn)
