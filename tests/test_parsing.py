@@ -591,7 +591,9 @@ def test_valid_json_round_trips_exactly() -> None:
             got = parse(text, {})
             assert _exact(got, value), f"{text!r} came back as {got!r}"
         # The same JSON through the repairing reader, not only json.loads: with a trailing
-        # comma, and in prose (strings without brackets: see the xfail below).
+        # comma, and in prose (strings without brackets: a quote read past for a bracket
+        # still open in the string, then a later one taken by a weaker rule, such as
+        # `["[", "k": ...` as an object in a list, is a known gap: 8 in 6000).
         value = {"v": _random_json(rnd, alphabet=NO_BRACKETS)}
         plain = json.dumps(value)
         for text in (plain[:-1] + ",}", f"Sure! {plain} Anything else?"):
@@ -599,14 +601,14 @@ def test_valid_json_round_trips_exactly() -> None:
             assert _exact(got, value), f"{text!r} came back as {got!r}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parser bug: on the repairing path (JSON in prose, or with a trailing comma) a "
-    "string value holding unbalanced brackets is misread; random JSON hits it 17 times in 600",
-)
 @pytest.mark.parametrize(
     "text",
-    ['Sure! {"v": " b{:{]["} Anything else?', '{"v": [null, "{b[}"],}'],
+    [
+        'Sure! {"v": " b{:{]["} Anything else?',
+        '{"v": [null, "{b[}"],}',
+        # The quote left open by the bracket rule wins over a comma-before-key repair.
+        '{"v": {"k1": [{"k0": "b{{"}], "k2": 8},}',
+    ],
 )
 def test_strings_with_brackets_round_trip_on_the_repairing_path(text: str) -> None:
     value = json.loads(text[text.index("{") : text.rindex("}") + 1].replace(",}", "}"))
@@ -625,13 +627,11 @@ def test_a_prefix_of_valid_json_never_raises_in_partial_mode() -> None:
         assert parse(text, target, partial=True) == parse(text, target)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parser bug: parse('', {}, partial=True) raises 'no JSON value found', while "
-    "every typed target returns None for nothing-yet (test_partial_nothing_yet_is_none)",
-)
 def test_the_empty_prefix_is_nothing_yet_for_a_schema_too() -> None:
     assert parse("", {}, partial=True) is None
+    assert parse("Sure, here it", {}, partial=True) is None  # prose only, so far
+    with pytest.raises(OutputParseError, match="no JSON value found"):
+        parse("", {})
 
 
 # -- comments and a premature closing brace ----------------------------------------------
@@ -654,13 +654,21 @@ def test_a_block_comment_inside_a_string_is_text() -> None:
     assert parse('{"a": "/*", "b": "*/"}', {}) == {"a": "/*", "b": "*/"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parser bug: with a typed target a '}' inside /* */ ends the candidate object "
-    '(\'{"name": "a", /* }\' is tried); a schema dict target reads it right',
-)
 def test_a_closing_brace_inside_a_block_comment_with_a_typed_target() -> None:
     assert parse('{"name": "a", /* } */ "qty": 2}', Item) == Item(name="a", qty=2)
+
+
+def test_the_bracket_scan_skips_block_comments() -> None:
+    # The balanced-span scan itself reads past `/* } */`: the whole object is one span, not
+    # `{"name": "a", /* }` rescued later by reading the whole text.
+    from surge._parsing._rank import rank
+    from surge._parsing._targets import _schema_entry
+
+    text = 'Here: {"name": "a", /* } ] " */ "qty": 2} and more'
+    ranked, _ = rank(text, _schema_entry(Item.model_json_schema()).schema, partial=False)
+    assert [(r.candidate.source, r.candidate.text, r.value) for r in ranked[:1]] == [
+        ("scan", text[6:-9], {"name": "a", "qty": 2})
+    ]
 
 
 def test_a_premature_closing_brace_is_merged_back() -> None:
@@ -674,10 +682,5 @@ def test_a_premature_closing_brace_is_merged_back() -> None:
     assert parse('{"name": "a", "qty": 2}}', Item) == Item(name="a", qty=2)  # one too many
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parser bug: with a typed target the members after a premature '}' are lost "
-    "(the schema dict target merges them back, as jr-premature-close-brace expects)",
-)
 def test_a_premature_closing_brace_with_a_typed_target() -> None:
     assert parse('{"name": "a"}, "qty": 2}', Item) == Item(name="a", qty=2)

@@ -82,7 +82,8 @@ def _fences(text: str) -> list[tuple[str, str, int]]:
 
 
 _OPENER = re.compile(r"[{\[]")
-_STRUCTURE = re.compile(r'[{}\[\]"]|//')
+_BRACKET = re.compile(r"[{\[\]}]")
+_STRUCTURE = re.compile(r'[{}\[\]"]|//|/\*')
 _STRING_END = re.compile(r'(?:[^"\\]|\\.)*"', re.S)
 
 
@@ -202,6 +203,14 @@ def _close(text: str, start: int, ends: dict[int, int], budget: int) -> tuple[in
                 return j + 1, budget
             i = j + 1
             continue
+        if text[j + 1] == "*":  # a /* */ comment: brackets and quotes in it are text
+            comment_end = text.find("*/", j + 2)
+            if comment_end < 0:
+                budget -= n - j
+                break
+            budget -= comment_end + 2 - j
+            i = comment_end + 2
+            continue
         if text[j - 1] in " \t\n,{[":  # a // comment inside a structure
             line_end = text.find("\n", j)
             if line_end < 0:
@@ -292,8 +301,9 @@ def candidates(
             else:
                 scanned.extend(read_all(body, "scan"))
     yield from fresh(scanned)
-    # The whole text, unless every bracket in it was inside something already read.
-    loose = any(not covered[m.start()] for m in _OPENER.finditer(text))
+    # The whole text, unless every bracket in it was inside something already read (a
+    # stray closer counts: `{"a": 1}, "b": 2}` is one object closed too early).
+    loose = any(not covered[m.start()] for m in _BRACKET.finditer(text))
     repaired = read_all(text, "repair") if loose and text.strip() not in read else []
     yield from fresh(repaired)
     # Not a part of a value too deep to read (that would be a shorter value, silently).

@@ -47,6 +47,8 @@ def rank(
     if schema.kind == "any":
         node, _ = any_json(text, partial=partial, max_depth=max_depth)
         if node is None:
+            if partial:  # streaming, and no JSON written yet: no value so far
+                return [Ranked(None, 0, raw_candidate(text, partial=True))], []
             return [], [ParseAttempt(text, "no JSON value found in the text")]
         return [Ranked(to_plain(node), 0, Candidate(node, text, "repair"))], []
     raw = raw_candidate(text, partial=partial)

@@ -90,6 +90,10 @@ class StringReader(Cursor):
         comma_len = 0
         raw_tail = -1  # where a run of raw whitespace holding a newline began, if at the end
         braces = brackets = 0  # unclosed { and [ in the value so far
+        # The first quote that would have closed the string but for a `{`/`[` still open
+        # inside it: (its index, the chunks, fixes and raw tail there). When no later quote
+        # closes the string, it ends there after all (`"a{"}` in prose is `a{`).
+        deferred: tuple[int, int, int, int] | None = None
         special = _special(closers)
         while i < n:
             # Plain characters up to the next one that matters, in one step.
@@ -109,6 +113,12 @@ class StringReader(Cursor):
                 if self._closes_here(i + 2, ctx, braces, brackets):
                     self.i = i + 2
                     return self._finish(buf, ctx, fixes, raw_tail)
+                if (
+                    deferred is None
+                    and (braces > 0 or brackets > 0)
+                    and self._closes_here(i + 2, ctx, 0, 0)
+                ):
+                    deferred = (i + 2, len(buf), fixes, raw_tail)
                 buf.append('"')
                 blen += 1
                 i += 2
@@ -126,12 +136,21 @@ class StringReader(Cursor):
                 if self._closes_here(i + 1, ctx, braces, brackets):
                     self.i = i + 1
                     return self._finish(buf, ctx, fixes, raw_tail)
+                if (
+                    deferred is None
+                    and (braces > 0 or brackets > 0)
+                    and self._closes_here(i + 1, ctx, 0, 0)
+                ):
+                    deferred = (i + 1, len(buf), fixes, raw_tail)
                 if ctx == "object" and comma_at >= 0 and blen - comma_len < 80:
                     # A missing closing quote: `"New York, "gender": ...` or `"a, b: "x"`.
                     tail = _last(buf, blen - comma_len + 1)
                     if (not tail[1:].strip() and self._quoted_key_at(i)) or (
                         _BARE_KEY_BEFORE_QUOTE.search(tail)
                     ):
+                        if deferred is not None:  # a quote written beats a missing one
+                            self.i, chunks, fixes, raw_tail = deferred
+                            return self._finish(buf[:chunks], ctx, fixes, raw_tail)
                         self.i = comma_at
                         value = "".join(buf)[: comma_len - 1]
                         return self._finish([value], ctx, fixes + 1, -1)
@@ -159,6 +178,10 @@ class StringReader(Cursor):
             buf.append(c)
             blen += 1
             i += 1
+        if deferred is not None:
+            self.i, chunks, fixes, raw_tail = deferred
+            WORK.scanned += n - self.i  # the characters read past it
+            return self._finish(buf[:chunks], ctx, fixes, raw_tail)
         return self._unterminated(buf, ctx, fixes)
 
     def _escape(self, i: int, buf: list[str]) -> int:
