@@ -35,6 +35,7 @@ from surge._errors import (
     WriteTimeout,
 )
 from surge._http import http_client
+from surge._httpx2 import httpx2_client
 from surge._limits import RateLimit
 from surge._parsing import parse
 from surge._retry import RetryPolicy
@@ -96,5 +97,6 @@ __all__ = [
     "WriteTimeout",
     "__version__",
     "http_client",
+    "httpx2_client",
     "parse",
 ]
