@@ -17,7 +17,7 @@ BURST = 500
 LONG_REPLY = " ".join(["word"] * 400)  # 400 tokens at 40 per second: 10 s if read to the end
 
 
-def held_server(n: int = BURST) -> SimulatedServer:
+def held_server(n: int = BURST, text: str = "ok") -> SimulatedServer:
     """A server that answers nobody until `n` chat requests are inside it at once.
 
     A client that sent the burst in waves (a connection limit, a semaphore) never gets
@@ -27,15 +27,15 @@ def held_server(n: int = BURST) -> SimulatedServer:
 
     async def held(request: ChatRequest) -> str:
         await server.wait_for(lambda s: s.requests >= n)
-        return "ok"
+        return text
 
     server = SimulatedServer(reply=held)
     return server
 
 
-def long_stream_server() -> SimulatedServer:
-    """A server whose streamed reply takes 10 s to read to the end."""
-    return SimulatedServer(reply=LONG_REPLY, stream_tokens_per_second=40)
+def long_stream_server(text: str = LONG_REPLY) -> SimulatedServer:
+    """A server whose streamed reply (400 words by default) takes 10 s to read to the end."""
+    return SimulatedServer(reply=text, stream_tokens_per_second=40)
 
 
 async def idle(server: SimulatedServer) -> None:
