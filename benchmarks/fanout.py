@@ -17,7 +17,7 @@ openai (openai 2.x AsyncOpenAI defaults), openai+surge (2.x with surge.http_clie
 fork's rewritten pool, default limits), aiohttp (TCPConnector(limit=0)). httpx and httpx2
 clients get timeout=120 s (their default 5 s would turn the queueing into PoolTimeouts).
 openai 2.x and 3.x cannot share an environment: the openai3 rows run in the interpreter of
---current-python (default .venv-current/bin/python, see docs/testing.md); each row prints
+--current-python (default .venv-current/bin/python, see docs/drop-in.md); each row prints
 the versions it ran. The httpx default-limits row at N=5000 takes minutes and is
 skipped unless --all. Every row is bounded by --row-timeout seconds (default 120).
 Loopback only.

@@ -1,6 +1,6 @@
 """Which drop-in environment this is, and what a test of each SDK line needs.
 
-Two environments run the drop-in tests (docs/testing.md):
+Two environments run the drop-in tests (docs/drop-in.md, "How the drop-in tests run"):
 
 - "legacy", the main `.venv` (`pip install -e ".[dev]"`): openai 2.x on httpx, instructor.
 - "current", `.venv-current` (`pip install -e ".[dropin-current]"`): openai 3.x on httpx2,
@@ -25,7 +25,7 @@ __all__ = ["ENV", "need"]
 
 _INSTALL = {
     "legacy": 'the main env: pip install -e ".[dev]"',
-    "current": 'the second env: python3 -m venv .venv-current && '
+    "current": "the second env: python3 -m venv .venv-current && "
     '.venv-current/bin/pip install -e ".[dropin-current]"',
 }
 

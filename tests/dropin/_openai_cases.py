@@ -112,9 +112,7 @@ async def stream_early_exit(openai: ModuleType, factory: Factory) -> None:
         http = factory()
         client = openai.AsyncOpenAI(base_url=server.url, api_key="sk-test", http_client=http)
         with anyio.fail_after(5):
-            stream = await client.chat.completions.create(
-                model="m", messages=MESSAGES, stream=True
-            )
+            stream = await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
             async for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
                     break

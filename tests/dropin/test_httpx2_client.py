@@ -174,7 +174,7 @@ async def test_llmclient_on_an_httpx2_client_raises_surges_errors() -> None:
     async with SimulatedServer(failures=Failure.stall()) as server:
         http = httpx2.AsyncClient(timeout=0.2)
         llm = surge.LLMClient(base_url=server.url, http_client=http, retry=False)
-        with pytest.raises(surge.ReadTimeout, match="POST http://127.0.0.1"):
+        with pytest.raises(surge.ReadTimeout, match=r"POST http://127\.0\.0\.1"):
             await llm.chat("c")
         await http.aclose()
     http = httpx2.AsyncClient()

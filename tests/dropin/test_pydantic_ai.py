@@ -33,7 +33,9 @@ def anyio_backend() -> str:
 
 def _agent(url: str, http: Any, **openai_kwargs: Any) -> Agent[None, str]:
     if openai_kwargs:  # the SDK's own settings (max_retries, timeout) on a client of ours
-        client = openai.AsyncOpenAI(base_url=url, api_key="sk-test", http_client=http, **openai_kwargs)
+        client = openai.AsyncOpenAI(
+            base_url=url, api_key="sk-test", http_client=http, **openai_kwargs
+        )
         provider = OpenAIProvider(openai_client=client)
     else:
         provider = OpenAIProvider(base_url=url, api_key="sk-test", http_client=http)
@@ -59,7 +61,9 @@ def test_the_httpx_flavour_is_what_pydantic_ai_deprecates() -> None:
     # The contrast that makes the test above mean something: the same provider given an
     # httpx client (surge.http_client) warns, and -W error would turn that into an error.
     with pytest.warns(pydantic_ai.PydanticAIDeprecationWarning):
-        OpenAIProvider(base_url="http://127.0.0.1:9/v1", api_key="k", http_client=surge.http_client())
+        OpenAIProvider(
+            base_url="http://127.0.0.1:9/v1", api_key="k", http_client=surge.http_client()
+        )
 
 
 async def test_a_burst_reaches_the_server_at_once() -> None:
