@@ -9,13 +9,17 @@ thread on a condition variable: no sleeps used as synchronisation.
 query string:
     latency=S   answer after S seconds (so ttfb >= S)
     hold=1      keep the request until `release()` is called
+    gate=K      keep the request until `open_gate(K)` is called (one gate per key)
     size=N      answer with N body bytes (default a small JSON document)
     chunked=1   send the body with Transfer-Encoding: chunked
     close=1     close the connection silently right after the response (no header)
+    connclose=1 answer with `Connection: close`, then keep the socket open (a client
+                that reused it anyway would be served again, and be seen doing so)
     drop=1      send the head and half the body, then close
     noreply=1   close the connection without answering
     noreply_once=K  the first request with key K: as noreply; later ones answer
     stall=1     never answer
+`seen` lists the request targets (path and query) in the order the server read them.
 `SilentServer` accepts connections and never reads them (uploads stall).
 `H2Server` runs hypercorn (HTTP/2 over TLS with ALPN, or cleartext prior knowledge).
 """
@@ -112,6 +116,8 @@ class RawServer(_Base):
         super().__init__()
         self.ssl_context = ssl_context
         self.noreply_done: set[str] = set()
+        self.seen: list[str] = []
+        self._gates: dict[str, asyncio.Event] = {}
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -155,6 +161,8 @@ class RawServer(_Base):
                 body = await reader.readexactly(length) if length else b""
                 if headers.get("transfer-encoding", "").lower() == "chunked":
                     body = await self._read_chunked(reader)
+                with self.cond:
+                    self.seen.append(target)
                 self._changed(requests=1, in_flight=1)
                 try:
                     keep = await self._answer(writer, method, target, body)
@@ -170,6 +178,16 @@ class RawServer(_Base):
             self._tasks.discard(task)
             writer.transport.abort()
             self._changed(connections_closed=1)
+
+    def _gate(self, key: str) -> asyncio.Event:
+        gate = self._gates.get(key)
+        if gate is None:
+            gate = self._gates[key] = asyncio.Event()
+        return gate
+
+    def open_gate(self, key: str) -> None:
+        """Let the requests held by `gate=key` answer (now and from now on)."""
+        self.loop.call_soon_threadsafe(lambda: self._gate(key).set())
 
     async def _read_chunked(self, reader: asyncio.StreamReader) -> bytes:
         out = b""
@@ -190,6 +208,8 @@ class RawServer(_Base):
             await asyncio.sleep(float(query["latency"]))
         if query.get("hold"):
             await self._release.wait()
+        if "gate" in query:
+            await self._gate(query["gate"]).wait()
         if query.get("stall"):
             await asyncio.Event().wait()
         if query.get("noreply"):
@@ -205,6 +225,8 @@ class RawServer(_Base):
                 {"ok": True, "method": method, "path": target, "echo": len(body)}
             ).encode()
         head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        if query.get("connclose"):
+            head += "Connection: close\r\n"
         if query.get("chunked"):
             writer.write(head.encode() + b"Transfer-Encoding: chunked\r\n\r\n")
             for i in range(0, len(payload), 7):
@@ -227,7 +249,8 @@ class H2Server(_Base):
     """hypercorn serving a tiny ASGI app over HTTP/2 (TLS + ALPN, or h2c prior knowledge).
 
     The app answers JSON; `?hold=1` keeps a request until `release()`; `?latency=S`.
-    `clients` collects the client ports seen, i.e. the connections used.
+    `clients` collects the client ports seen, i.e. the connections used; `seen` the
+    request targets (path and query) in the order the app received them.
     """
 
     def __init__(
@@ -239,6 +262,7 @@ class H2Server(_Base):
         self.keep_alive_timeout = keep_alive_timeout
         self.clients: set[tuple[str, int]] = set()
         self.http_versions: set[str] = set()
+        self.seen: list[str] = []
 
     @property
     def url(self) -> str:
@@ -258,6 +282,8 @@ class H2Server(_Base):
         with self.cond:
             self.clients.add(tuple(scope["client"]))
             self.http_versions.add(scope["http_version"])
+            query_string = scope["query_string"].decode()
+            self.seen.append(scope["path"] + ("?" + query_string if query_string else ""))
         self._changed(requests=1, in_flight=1)
         try:
             if "latency" in query:

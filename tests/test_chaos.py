@@ -7,6 +7,7 @@ Runs on asyncio and trio.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -218,8 +219,13 @@ async def test_a_completion_with_no_choices_from_the_simulator() -> None:
 # ------------------------------------------------------------------------ rate
 
 
-async def test_600_rpm_holds_within_5_percent_over_10_seconds() -> None:
+async def test_600_rpm_paces_requests_100_ms_apart() -> None:
+    # Counted, not timed: the limiter's own clock says when each request may start (600
+    # RPM: 100 ms apart, 10 in any second), and the server notes when each arrived,
+    # which a loaded machine can only make later, never earlier.
+    calls = 11  # the last one waits 1 s
     arrivals: list[float] = []
+    starts: list[float] = []
 
     def note(request: ChatRequest) -> str:
         arrivals.append(time.monotonic())
@@ -229,12 +235,33 @@ async def test_600_rpm_holds_within_5_percent_over_10_seconds() -> None:
         SimulatedServer(reply=note) as server,
         LLMClient(base_url=server.url, rate_limit=RateLimit(requests_per_minute=600)) as client,
     ):
-        with anyio.fail_after(60):
+        await client.chat("warm-up")  # makes the loop's httpx client, which takes a while
+        arrivals.clear()
+        limiter = client._limits.rate_for(client.base_url)
+        read: list[float] = []
+
+        def clock() -> float:
+            read.append(time.monotonic())
+            return read[-1]
+
+        reserve = limiter.reserve
+
+        def recording_reserve(cost: int) -> float:
+            wait = reserve(cost)
+            starts.append(read[-1] + wait)  # the start time it just reserved
+            return wait
+
+        limiter._clock = clock
+        limiter.reserve = recording_reserve  # type: ignore[method-assign]
+        with anyio.fail_after(20):
             async with anyio.create_task_group() as tg:
-                for i in range(106):  # more than 10 s worth: the client is never idle
+                for i in range(calls):
                     tg.start_soon(client.chat, str(i))
-    arrivals.sort()
-    start = arrivals[0]
-    in_window = sum(1 for t in arrivals if t < start + 10.0)
-    assert 95 <= in_window <= 105, in_window
-    assert len(arrivals) == 106
+    assert len(starts) == len(arrivals) == calls
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert gaps == pytest.approx([0.1] * (calls - 1), abs=1e-9)
+    # 10 starts in a second ([s, s + 1): the 11th is at s + 1, less the float error).
+    assert sum(1 for t in starts if t - starts[0] < 1.0 - 1e-6) == 10
+    # No request reached the server before its start (the k-th arrival after the k-th start).
+    late = [a - s for a, s in zip(sorted(arrivals), starts, strict=True)]
+    assert min(late) >= 0, late

@@ -145,33 +145,42 @@ async def test_closed_client_refuses_calls(server: SimulatedServer) -> None:
         await client.chat("x")
 
 
+# A fast policy: retries cost milliseconds, and a Retry-After over one second ends the call
+# at once with the server's error (instead of sleeping for it).
+FAST = surge.RetryPolicy(backoff=0.001, max_backoff=0.002, max_retry_after=1.0)
+
+
 @pytest.mark.parametrize(
-    ("status", "kind"),
+    ("status", "kind", "attempts"),
     [
-        (400, surge.BadRequestError),
-        (401, surge.AuthenticationError),
-        (404, surge.NotFoundError),
-        (429, surge.RateLimitError),
-        (500, surge.ServerError),
-        (503, surge.ServerError),
+        (400, surge.BadRequestError, 1),  # never retried
+        (401, surge.AuthenticationError, 1),
+        (404, surge.NotFoundError, 1),
+        (429, surge.RateLimitError, 1),  # retryable, but asks for 2 s: over the cap of 1 s
+        (500, surge.ServerError, 3),  # retried to max_attempts
+        (503, surge.ServerError, 3),
     ],
 )
 async def test_error_statuses_raise_typed_errors(
-    status: int, kind: type[surge.APIStatusError]
+    status: int, kind: type[surge.APIStatusError], attempts: int
 ) -> None:
-    failure = Failure.status(status, retry_after=2, message=f"injected {status}")
+    failure = Failure.status(
+        status, retry_after=2 if status == 429 else None, message=f"injected {status}"
+    )
     async with (
         SimulatedServer(failures=failure) as server,
-        LLMClient(base_url=server.url) as client,
+        LLMClient(base_url=server.url, retry=FAST) as client,
     ):
         with pytest.raises(kind) as info:
             await client.chat("x")
+        assert server.stats.requests == attempts
     error = info.value
     assert error.status_code == status
     assert f"injected {status}" in str(error)
     assert isinstance(error.body, dict)
     assert error.body["error"]["message"] == f"injected {status}"
     assert error.request_id
+    assert [a.status_code for a in error.call_attempts] == [status] * attempts
     if isinstance(error, surge.RateLimitError):
         assert error.retry_after == 2.0
 

@@ -325,6 +325,9 @@ async def test_the_server_headers_delay_the_next_call() -> None:
         second = await client.chat("b")
         free = client.with_options(rate_limit=RateLimit(adaptive=False))
         third = await free.chat("c")  # its own limiter: nothing learnt yet
-    assert first.timings.throttled < 0.3
-    assert second.timings.throttled >= 0.25  # waited for the window the server announced
-    assert third.timings.throttled < 0.3
+    # The server announced a 0.3 s window. Bounds widened for a loaded machine: up to
+    # 0.1 s may pass between the answer and the next call's turn, or be overslept after
+    # it; a call that did not wait, or waited twice (0.6 s), still fails.
+    assert first.timings.throttled < 0.1
+    assert 0.2 <= second.timings.throttled < 0.5
+    assert third.timings.throttled < 0.1

@@ -6,6 +6,7 @@ Pure logic (no network): sync tests. The shared corpus runs in test_parsing_corp
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +14,7 @@ from enum import Enum
 from typing import Annotated, Any, Literal
 
 import pytest
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, TypeAdapter, field_validator
 from typing_extensions import TypedDict
 
 from surge import ConfigError, OutputParseError, SurgeError
@@ -436,35 +437,245 @@ def test_annotated_target() -> None:
     assert parse("{v: '3'}", Annotated[IntBox, "meta"]) == IntBox(v=3)
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "[" * 5000 + "]" * 5000,
-        '{"a": ' * 3000,
-        '{z\u201d8{F5\u201dulc]"',
-        "\u201d" * 50,
-        '{"a": "' + 'x "y" ' * 2000 + '"}',
-    ],
-)
+def _check_outcome(text: str, target: Any, *, partial: bool = False) -> Any:
+    """Parse; return the value if it fits `target`, else check the error and return it.
+
+    A value must validate as the target (a JSON value for a schema dict; in partial mode a
+    model may still have unseen fields, or be None). An error must be an
+    `OutputParseError` that carries the text and the target and names every candidate.
+    """
+    try:
+        value = parse(text, target, partial=partial)
+    except OutputParseError as exc:
+        _check_error(exc, text, target)
+        return exc
+    if isinstance(target, dict):
+        assert json.loads(json.dumps(value)) == value  # a plain JSON value
+    elif partial:
+        origin = getattr(target, "__origin__", target)
+        assert value is None or isinstance(value, origin), value
+    else:
+        assert TypeAdapter(target).validate_python(value) == value
+    return value
+
+
+def _check_error(err: OutputParseError, text: str, target: Any) -> None:
+    assert err.raw == text
+    assert err.target is target
+    assert err.attempts, "an error must list the candidates it tried"
+    message = str(err)
+    assert message.startswith("could not read the model output as ")
+    assert f"({len(err.attempts)} candidate(s) tried)" in message
+    for i, attempt in enumerate(err.attempts, 1):
+        assert attempt.error, attempt
+        assert f"candidate {i}: " in message
+
+
+def _nested_lists(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+PATHOLOGICAL = [
+    "[" * 5000 + "]" * 5000,
+    '{"a": ' * 3000,
+    '{z\u201d8{F5\u201dulc]"',
+    "\u201d" * 50,
+    '{"a": "' + 'x "y" ' * 2000 + '"}',
+]
+
+
+@pytest.mark.parametrize("text", PATHOLOGICAL)
 def test_pathological_inputs_end_with_a_value_or_a_typed_error(text: str) -> None:
-    for target in ({}, Item, list[int], Color):
-        with contextlib.suppress(OutputParseError):
-            parse(text, target)
+    outcomes = {name: _check_outcome(text, target) for name, target in TARGETS.items()}
+    # None of these texts holds an object with a name and a qty, nor names a color.
+    assert isinstance(outcomes["Item"], OutputParseError)
+    assert isinstance(outcomes["Color"], OutputParseError)
 
 
-def test_mutated_inputs_never_raise_anything_else() -> None:
-    rnd = random.Random(20240601)
-    seeds = [
-        '{"id": 1, "items": [{"name": "a", "qty": 2}], "color": "red", "kind": "retail"}',
-        "Here: ```json\n{name: 'x', qty: 3,}\n```",
-        '[{"name": "a\\n\\"b\\"", "qty": 1}, {"name": "c", "qty": 1_000}]',
+def test_pathological_inputs_that_are_json_come_back_exactly() -> None:
+    assert parse("[" * 100 + "]" * 100, {}) == _nested_lists(100)
+    # Deeper than 100 is not read (docs/parsing.md): the outer 100 levels come back.
+    assert parse(PATHOLOGICAL[0], {}) == _nested_lists(100)
+    assert parse(PATHOLOGICAL[4], {}) == {"a": 'x "y" ' * 2000}  # inner quotes kept
+    assert isinstance(_check_outcome(PATHOLOGICAL[3], {}), OutputParseError)  # no JSON at all
+
+
+TARGETS: dict[str, Any] = {"schema": {}, "Item": Item, "list[int]": list[int], "Color": Color}
+
+MUTATION_SEEDS = [
+    '{"id": 1, "items": [{"name": "a", "qty": 2}], "color": "red", "kind": "retail"}',
+    "Here: ```json\n{name: 'x', qty: 3,}\n```",
+    '[{"name": "a\\n\\"b\\"", "qty": 1}, {"name": "c", "qty": 1_000}]',
+]
+
+
+def test_mutation_seeds_parse_exactly() -> None:
+    order = Order(id=1, items=[Item(name="a", qty=2)], color=Color.RED, kind="retail")
+    assert parse(MUTATION_SEEDS[0], Order) == order
+    assert parse(MUTATION_SEEDS[1], Item) == Item(name="x", qty=3)
+    assert parse(MUTATION_SEEDS[2], list[Item]) == [
+        Item(name='a\n"b"', qty=1),
+        Item(name="c", qty=1000),
     ]
+
+
+def test_mutated_inputs_end_with_a_value_or_a_typed_error() -> None:
+    rnd = random.Random(20240601)
     noise = list("{}[]()\"',:/*#\\ \n`\u201c\u201d\u201eaxTrueN01-.")
+    parsed = {"Order": 0, "list[Item]": 0, "schema": 0}
+    tried = dict.fromkeys(parsed, 0)
     for _ in range(600):
-        text = rnd.choice(seeds)
+        text = rnd.choice(MUTATION_SEEDS)
         for _ in range(rnd.randrange(1, 4)):
             i = rnd.randrange(len(text) + 1)
             text = text[:i] + rnd.choice(noise) + text[i + rnd.randrange(2) :]
-        for target in (Order, list[Item], {}):
-            with contextlib.suppress(OutputParseError):
-                parse(text, target, partial=rnd.random() < 0.3)
+        for name, target in (("Order", Order), ("list[Item]", list[Item]), ("schema", {})):
+            partial = rnd.random() < 0.3
+            outcome = _check_outcome(text, target, partial=partial)
+            tried[name] += 1
+            if not isinstance(outcome, OutputParseError):
+                parsed[name] += 1
+            if name == "schema" and not partial:
+                with contextlib.suppress(ValueError):
+                    # A mutation that is still valid JSON must come back exactly.
+                    assert outcome == json.loads(text), text
+    # One or three small mutations leave most texts readable as some JSON value, and many
+    # still as the target: a parser that gave up on everything would fail here.
+    assert parsed["schema"] >= 0.9 * tried["schema"], (parsed, tried)
+    assert parsed["list[Item]"] >= 0.3 * tried["list[Item]"], (parsed, tried)
+    assert parsed["Order"] >= 0.1 * tried["Order"], (parsed, tried)
+
+
+BRACKETS = 'ab z"\\/\n\t{}[],:\u00e9\u201c\U0001f600'
+NO_BRACKETS = 'ab z"\\/\n\t,:\u00e9\u201c\U0001f600'
+
+
+def _random_json(rnd: random.Random, depth: int = 0, alphabet: str = BRACKETS) -> Any:
+    kind = rnd.randrange(8 if depth < 4 else 6)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return rnd.random() < 0.5
+    if kind == 2:
+        return rnd.randrange(-(10**12), 10**12)
+    if kind == 3:
+        return rnd.uniform(-1e6, 1e6)
+    if kind in (4, 5):
+        return "".join(rnd.choice(alphabet) for _ in range(rnd.randrange(12)))
+    if kind == 6:
+        return [_random_json(rnd, depth + 1, alphabet) for _ in range(rnd.randrange(4))]
+    return {f"k{i}": _random_json(rnd, depth + 1, alphabet) for i in range(rnd.randrange(4))}
+
+
+def _exact(got: Any, want: Any) -> bool:
+    """Equality that also tells True from 1 and 1.0 from 1."""
+    if type(got) is not type(want):
+        return False
+    if isinstance(want, dict):
+        return got.keys() == want.keys() and all(_exact(got[k], want[k]) for k in want)
+    if isinstance(want, list):
+        return len(got) == len(want) and all(map(_exact, got, want))
+    return bool(got == want)
+
+
+def test_valid_json_round_trips_exactly() -> None:
+    rnd = random.Random(7)
+    for _ in range(300):
+        value = {"v": _random_json(rnd)}
+        for text in (json.dumps(value), json.dumps(value, indent=2, ensure_ascii=False)):
+            got = parse(text, {})
+            assert _exact(got, value), f"{text!r} came back as {got!r}"
+        # The same JSON through the repairing reader, not only json.loads: with a trailing
+        # comma, and in prose (strings without brackets: see the xfail below).
+        value = {"v": _random_json(rnd, alphabet=NO_BRACKETS)}
+        plain = json.dumps(value)
+        for text in (plain[:-1] + ",}", f"Sure! {plain} Anything else?"):
+            got = parse(text, {})
+            assert _exact(got, value), f"{text!r} came back as {got!r}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="parser bug: on the repairing path (JSON in prose, or with a trailing comma) a "
+    "string value holding unbalanced brackets is misread; random JSON hits it 17 times in 600",
+)
+@pytest.mark.parametrize(
+    "text",
+    ['Sure! {"v": " b{:{]["} Anything else?', '{"v": [null, "{b[}"],}'],
+)
+def test_strings_with_brackets_round_trip_on_the_repairing_path(text: str) -> None:
+    value = json.loads(text[text.index("{") : text.rindex("}") + 1].replace(",}", "}"))
+    assert parse(text, {}) == value
+
+
+def test_a_prefix_of_valid_json_never_raises_in_partial_mode() -> None:
+    rnd = random.Random(11)
+    documents = [(MUTATION_SEEDS[0], Order), (MUTATION_SEEDS[0], {})]
+    documents += [(json.dumps({"v": _random_json(rnd)}), {}) for _ in range(20)]
+    for text, target in documents:
+        for end in range(1, len(text) + 1):
+            value = parse(text[:end], target, partial=True)  # raises: the test fails
+            if target is Order:
+                assert value is None or isinstance(value, Order)
+        assert parse(text, target, partial=True) == parse(text, target)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="parser bug: parse('', {}, partial=True) raises 'no JSON value found', while "
+    "every typed target returns None for nothing-yet (test_partial_nothing_yet_is_none)",
+)
+def test_the_empty_prefix_is_nothing_yet_for_a_schema_too() -> None:
+    assert parse("", {}, partial=True) is None
+
+
+# -- comments and a premature closing brace ----------------------------------------------
+
+
+def test_block_comments_are_skipped() -> None:
+    assert parse('{"name": "a", /* the count */ "qty": 2}', Item) == Item(name="a", qty=2)
+    text = '{\n  /* a comment\n     over lines { [ */\n  "name": "a",\n  "qty": 3\n}'
+    assert parse(text, Item) == Item(name="a", qty=3)
+    assert parse("[1, /* two */ 2, 3 /* end */]", list[int]) == [1, 2, 3]
+    nested = '{ "key": { "key2": "value2" /* comment */ }, "key3": "value3" }'
+    assert parse(nested, {}) == {"key": {"key2": "value2"}, "key3": "value3"}
+    # Brackets and quotes inside a comment are comment, not structure.
+    assert parse('{"name": "a" /* " ] { */, "qty": 2}', Item) == Item(name="a", qty=2)
+    assert parse('{"name": "a", /* } */ "qty": 2}', {}) == {"name": "a", "qty": 2}
+
+
+def test_a_block_comment_inside_a_string_is_text() -> None:
+    assert parse('{"name": "a /* kept */", "qty": 1}', Item) == Item(name="a /* kept */", qty=1)
+    assert parse('{"a": "/*", "b": "*/"}', {}) == {"a": "/*", "b": "*/"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="parser bug: with a typed target a '}' inside /* */ ends the candidate object "
+    '(\'{"name": "a", /* }\' is tried); a schema dict target reads it right',
+)
+def test_a_closing_brace_inside_a_block_comment_with_a_typed_target() -> None:
+    assert parse('{"name": "a", /* } */ "qty": 2}', Item) == Item(name="a", qty=2)
+
+
+def test_a_premature_closing_brace_is_merged_back() -> None:
+    assert parse('{"key": "value"}, "key2": "value2"}', {}) == {"key": "value", "key2": "value2"}
+    order = parse(
+        '{"id": 1, "items": [{"name": "a", "qty": 2}}, "color": "red", "kind": "retail"}', Order
+    )
+    assert order == Order(id=1, items=[Item(name="a", qty=2)], color=Color.RED, kind="retail")
+    two = '[{"name": "a", "qty": 1}}, {"name": "b", "qty": 2}]'
+    assert parse(two, list[Item]) == [Item(name="a", qty=1), Item(name="b", qty=2)]
+    assert parse('{"name": "a", "qty": 2}}', Item) == Item(name="a", qty=2)  # one too many
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="parser bug: with a typed target the members after a premature '}' are lost "
+    "(the schema dict target merges them back, as jr-premature-close-brace expects)",
+)
+def test_a_premature_closing_brace_with_a_typed_target() -> None:
+    assert parse('{"name": "a"}, "qty": 2}', Item) == Item(name="a", qty=2)

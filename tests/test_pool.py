@@ -18,7 +18,7 @@ import pytest
 import trustme
 
 import surge._transport.pool
-from _pool_client import pool_client, timings
+from _pool_client import pool_client, timings, wait_for_stats
 from _servers import RawServer, SilentServer, running, serving
 from surge._config import PoolConfig
 from surge._transport.pool import PoolTransport
@@ -65,8 +65,7 @@ async def test_max_connections_per_origin_queues_the_rest(server: RawServer) -> 
             tg.start_soon(call)
         await server.wait_for(lambda s: s.in_flight == 3)
         # Every request has either reached the server or is queued in the pool.
-        while pool.stats().waiting != 9:
-            await anyio.lowlevel.checkpoint()
+        await wait_for_stats(pool, lambda s: s.waiting == 9, "waiting == 9")
         stats = pool.stats()
         assert (stats.in_use, stats.waiting) == (3, 9)
         server.release()
@@ -304,8 +303,9 @@ async def test_cancel_1000_in_flight_requests_leaks_nothing(server: RawServer, l
             for _ in range(1000):
                 tg.start_soon(http.get, server.url + "/?hold=1")
             await server.wait_for(lambda s: s.in_flight == min(limit, 1000))
-            while pool.stats().in_use + pool.stats().waiting != 1000:
-                await anyio.lowlevel.checkpoint()
+            await wait_for_stats(
+                pool, lambda s: s.in_use + s.waiting == 1000, "in_use + waiting == 1000", 20
+            )
             tg.cancel_scope.cancel()
         stats = pool.stats()
         assert (stats.in_use, stats.waiting) == (0, 0)
@@ -333,8 +333,7 @@ async def test_waiters_that_give_up_do_not_pile_up(server: RawServer) -> None:
         async with anyio.create_task_group() as doomed:
             for _ in range(3000):
                 doomed.start_soon(http.get, server.url)
-            while pool.stats().waiting != 3005:
-                await anyio.lowlevel.checkpoint()
+            await wait_for_stats(pool, lambda s: s.waiting == 3005, "waiting == 3005", 20)
             doomed.cancel_scope.cancel()
         assert pool.stats().waiting == 5
         (origin,) = pool._origins.values()
@@ -428,21 +427,26 @@ async def test_https_http11_and_alpn_fallback() -> None:
 
 @pytest.mark.anyio
 async def test_timings_are_present_and_ordered(server: RawServer) -> None:
-    http, _ = client(max_connections=1)
+    http, pool = client(max_connections=1)
     results: list[httpx.Response] = []
 
-    async def call() -> None:
-        results.append(await http.get(server.url + "/?latency=0.2"))
+    async def call(target: str) -> None:
+        results.append(await http.get(server.url + target))
 
     async with http, anyio.create_task_group() as tg:
-        tg.start_soon(call)
+        # The first holds the connection (gate "a") until the second is queued behind it.
+        tg.start_soon(call, "/?latency=0.2&gate=a")
         await server.wait_for(lambda s: s.in_flight == 1)
-        tg.start_soon(call)
+        tg.start_soon(call, "/?latency=0.2")
+        await wait_for_stats(pool, lambda s: s.waiting == 1, "waiting == 1")
+        server.open_gate("a")
     first, second = results
     for response in results:
         t = timings(response)
-        assert t.ttfb >= 0.2
-        assert t.total >= t.queued + t.connect + t.ttfb
+        # ttfb is timed from after the send returns; the server's thread (same process,
+        # 5 ms GIL switches) may start its 0.2 s a little before the client reads its clock.
+        assert t.ttfb >= 0.19
+        assert t.total >= t.queued + t.connect + t.ttfb, t
         assert t.http_version == "HTTP/1.1"
         assert response.extensions["http_version"] == b"HTTP/1.1"
     assert timings(second).queued > 0  # it waited for the first one's connection

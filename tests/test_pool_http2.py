@@ -12,7 +12,7 @@ import httpx
 import pytest
 import trustme
 
-from _pool_client import pool_client, timings
+from _pool_client import pool_client, timings, wait_for_stats
 from _servers import GoawayH2Server, H2Server, RawH2Server, serving
 from surge._config import PoolConfig
 from surge._transport.pool import PoolTransport
@@ -102,8 +102,7 @@ async def test_waiting_for_a_stream_counts_as_waiting() -> None:
             for _ in range(7):
                 tg.start_soon(call)
             await srv.wait_for(lambda s: s.in_flight == 4)
-            while pool.stats().waiting != 3:
-                await anyio.lowlevel.checkpoint()
+            await wait_for_stats(pool, lambda s: s.waiting == 3, "waiting == 3")
             assert pool.stats().in_use == 4
             srv.release()
         assert len(results) == 7
@@ -206,7 +205,9 @@ async def test_h2_timings(h2c: H2Server) -> None:
     async with http:
         response = await http.get(h2c.url + "/?latency=0.2")
     t = timings(response)
-    assert t.ttfb >= 0.2
+    # ttfb is timed from after the send returns; the server's thread (same process,
+    # 5 ms GIL switches) may start its 0.2 s a little before the client reads its clock.
+    assert t.ttfb >= 0.19
     assert t.connect > 0
     assert not t.reused
     assert t.total >= t.queued + t.connect + t.ttfb

@@ -178,6 +178,32 @@ async def test_plain_string_reply_and_response_format_ignored() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+async def test_max_tokens_cuts_the_reply_with_finish_reason_length(field: str) -> None:
+    # As llama.cpp's server does (tests/test_realserver.py): stop there, say "length".
+    async with (
+        SimulatedServer(reply="one two three four five") as server,
+        httpx.AsyncClient() as client,
+    ):
+        cut = (await post(client, server, chat(**{field: 3}))).json()
+        whole = (await post(client, server, chat(**{field: 5}))).json()
+        streamed = await read_sse(
+            await client.post(
+                f"{server.url}/chat/completions", json=chat(stream=True, **{field: 2})
+            )
+        )
+    assert cut["choices"][0]["message"]["content"] == "one two three "
+    assert cut["choices"][0]["finish_reason"] == "length"
+    assert cut["usage"]["completion_tokens"] == 3
+    assert whole["choices"][0]["message"]["content"] == "one two three four five"
+    assert whole["choices"][0]["finish_reason"] == "stop"
+    chunks = [c for c in streamed if isinstance(c, dict)]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "one two "
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+
+@pytest.mark.anyio
 async def test_async_reply_function_and_partial_dict_body() -> None:
     async def reply(request: ChatRequest) -> Mapping[str, Any]:
         await anyio.lowlevel.checkpoint()

@@ -34,10 +34,12 @@ from surge._errors import (
     UnprocessableEntityError,
     WriteTimeout,
 )
+from surge._functions import PromptFunction, RenderedPrompt, function
 from surge._http import http_client
 from surge._httpx2 import httpx2_client
 from surge._limits import RateLimit
 from surge._parsing import parse
+from surge._prompt_template import Image
 from surge._retry import RetryPolicy
 from surge._structured.run import StructuredOutputError, StructuredResult
 from surge._timings import PoolStats, Timings
@@ -68,6 +70,7 @@ __all__ = [
     "DeadlineExceeded",
     "Endpoint",
     "FunctionCall",
+    "Image",
     "LLMClient",
     "Message",
     "NotFoundError",
@@ -77,10 +80,12 @@ __all__ = [
     "PoolConfig",
     "PoolStats",
     "PoolTimeout",
+    "PromptFunction",
     "RateLimit",
     "RateLimitError",
     "ReadTimeout",
     "RemoteProtocolError",
+    "RenderedPrompt",
     "ResponseFormatError",
     "ResponseMessage",
     "RetryPolicy",
@@ -96,6 +101,7 @@ __all__ = [
     "Usage",
     "WriteTimeout",
     "__version__",
+    "function",
     "http_client",
     "httpx2_client",
     "parse",

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 import httpx
 
@@ -20,19 +20,22 @@ from surge._call import CallPath
 from surge._config import PoolConfig
 from surge._endpoints import Cooldown, Endpoint, Router, Strategy
 from surge._errors import ConfigError
+from surge._functions import PromptFunction, PromptSource, function
 from surge._http import AnyAsyncClient, LoopLocalClient
 from surge._httpx2 import is_httpx2_client
 from surge._limits import ClientLimits, RateLimit
 from surge._retry import RetryPolicy, check_deadline, resolve_policy
 from surge._settings import DEFAULT_BASE_URL, UNSET, Settings, check_timeout
 from surge._structured.modes import ModeMemory, OutputMode
-from surge._structured.run import StructuredResult, run_structured
+from surge._structured.run import StructuredResult, preview_request, run_structured
 from surge._timings import PoolStats
 from surge._types import ChatResponse, MessageInput, dump_messages
 
 __all__ = ["LLMClient", "OutputMode"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class LLMClient:
@@ -389,6 +392,78 @@ class LLMClient:
             params=params,
             memory=self._modes,
         )
+
+    def preview_structured(
+        self,
+        output_type: Any,
+        messages: Sequence[MessageInput] | str,
+        *,
+        mode: OutputMode | None = None,
+        model: str | None = None,
+        **params: Any,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Return the messages and parameters `structured` would send first; send nothing.
+
+        For tests and debugging: the schema instructions as written into the prompt and
+        the `response_format` or `tools` of the mode the endpoint is known to accept (the
+        first one tried when none is known yet).
+
+        Raises:
+            ConfigError: As for `structured`.
+        """
+        return preview_request(
+            self, output_type, messages, mode=mode, model=model, params=params, memory=self._modes
+        )
+
+    # -- prompt functions ----------------------------------------------------------------
+
+    @overload
+    def function(self, fn: Callable[P, Awaitable[R]], /) -> PromptFunction[P, R]: ...
+
+    @overload
+    def function(
+        self,
+        fn: None = None,
+        /,
+        *,
+        prompt: PromptSource | None = None,
+        system: str | None = None,
+        mode: OutputMode | None = None,
+        max_retries: int = 2,
+        model: str | None = None,
+        **params: Any,
+    ) -> Callable[[Callable[P, Awaitable[R]]], PromptFunction[P, R]]: ...
+
+    def function(
+        self,
+        fn: Callable[P, Awaitable[R]] | None = None,
+        /,
+        *,
+        prompt: PromptSource | None = None,
+        system: str | None = None,
+        mode: OutputMode | None = None,
+        max_retries: int = 2,
+        model: str | None = None,
+        **params: Any,
+    ) -> PromptFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], PromptFunction[P, R]]:
+        """Make a typed prompt function bound to this client (see `surge.function`).
+
+        ```python
+        @client.function(temperature=0)
+        async def extract_invoice(text: str) -> Invoice:
+            \"\"\"Extract the invoice from: {text}\"\"\"
+        ```
+        """
+        decorate = function(
+            client=self,
+            prompt=prompt,
+            system=system,
+            mode=mode,
+            max_retries=max_retries,
+            model=model,
+            **params,
+        )
+        return decorate if fn is None else decorate(fn)
 
     # -- pool ----------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
-from surge._decode import retry_after
+from surge._headers import retry_after
 
 __all__ = [
     "ClientLimits",

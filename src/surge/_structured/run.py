@@ -12,53 +12,61 @@ and validates it, re-asking with the error shown to the model when that fails.
 
 With `mode=None` the endpoint decides: json_schema first; when the server rejects that
 (an error status whose message names response_format / json_schema, like
-llama-cpp-python's 500 "Input should be 'text' or 'json_object'"), `json_object` with the
-schema (llama.cpp's extension) plus the schema in the prompt; when that is rejected too,
-plain prompt mode. What an endpoint (base URL and model) accepted is remembered in the
-client's shared memory, and concurrent first calls wait for one discovery instead of each
-paying for it. See docs/structured-outputs.md.
+llama-cpp-python's 500 "Input should be 'text' or 'json_object'") or its grammar fails on
+the schema (llama.cpp's 500 "... does not match the expected peg-native format"),
+`json_object` with the schema (llama.cpp's extension) plus the schema in the prompt; when
+that fails too, plain prompt mode. A schema written into the prompt that overflows the
+server's context is dropped (the server enforces it anyway). What an endpoint (base URL and
+model) accepted is remembered in the client's shared memory, and concurrent first calls
+wait for one discovery instead of each paying for it. How requests fail is told apart in
+`failures`; how one reply is read, in `reading`. See docs/structured-outputs.md.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
-import pydantic
 
 from surge._errors import (
     APIStatusError,
     ConfigError,
-    OutputParseError,
     ParseAttempt,
     TransportError,
+)
+from surge._structured.failures import (
+    StructuredOutputError,
+    is_context_overflow,
+    is_grammar_failure,
+    is_rejection,
+    is_schema_invalid,
+    server_message,
+    sum_usage,
 )
 from surge._structured.modes import MODES, Discovery, ModeMemory, OutputMode, Strategy
 from surge._structured.plan import (
     OutputPlan,
-    decode,
     plan_for,
     prompt_hint,
-    reply_text,
     request_params,
 )
+from surge._structured.reading import all_failed, exhausted, read_reply
 from surge._types import ChatResponse, MessageInput, Usage, dump_messages
 
-__all__ = ["ChatCaller", "StructuredOutputError", "StructuredResult", "run_structured"]
+__all__ = [
+    "ChatCaller",
+    "StructuredOutputError",
+    "StructuredResult",
+    "preview_request",
+    "run_structured",
+]
 
 T = TypeVar("T")
 
 _FALLBACK: dict[Strategy, Strategy] = {"json_schema": "json_object", "json_object": "prompt"}
 _RESERVED = ("response_format", "tools", "tool_choice", "functions", "function_call")
-_REJECTION = re.compile(
-    r"response_format|json_schema|json_object|structured output|guided_json|tool_choice",
-    re.IGNORECASE,
-)
-_INVALID_SCHEMA = re.compile(r"invalid schema|schema is invalid|not permitted", re.IGNORECASE)
-_MAX_ERRORS_SHOWN = 8
 
 
 class ChatCaller(Protocol):
@@ -119,46 +127,6 @@ class StructuredResult(Generic[T]):
         return self.responses[-1]
 
 
-class StructuredOutputError(OutputParseError):
-    """No reply could be turned into the requested type.
-
-    An `OutputParseError`, so `except surge.OutputParseError` catches it. `attempts` holds
-    one `ParseAttempt` per reply (its full text and why it was not accepted).
-
-    Attributes:
-        reason: "invalid" (every reply failed to parse or validate), "refusal" (the model
-            refused; not re-asked) or "length" (the reply was cut off by the token limit;
-            not re-asked, raise `max_tokens`).
-        responses: Every chat completion received.
-        usage: Token counts summed over every response.
-        refusal: The model's refusal text, for reason "refusal".
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        raw: str,
-        target: Any,
-        attempts: Sequence[ParseAttempt],
-        reason: Literal["invalid", "refusal", "length"],
-        responses: list[ChatResponse],
-        refusal: str | None = None,
-    ) -> None:
-        super().__init__(message, raw=raw, target=target, attempts=attempts)
-        self.reason = reason
-        self.responses = responses
-        self.usage = _sum_usage(responses)
-        self.refusal = refusal
-
-
-def _is_rejection(exc: APIStatusError) -> bool:
-    """Whether an error status says the server does not accept how we asked for structure."""
-    if exc.status_code in (401, 403, 404, 408, 409, 429):
-        return False
-    return bool(_REJECTION.search(f"{exc} {exc.body}"))
-
-
 # -- one request ----------------------------------------------------------------------------
 
 
@@ -178,28 +146,63 @@ def _with_instructions(messages: list[dict[str, Any]], text: str) -> list[dict[s
     return out
 
 
+def _request(
+    plan: OutputPlan,
+    base: list[dict[str, Any]],
+    strategy: Strategy,
+    hint: str,
+    params: dict[str, Any],
+    strict: bool,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The messages and parameters of one request for `strategy` (before any re-ask)."""
+    conversation = _with_instructions(base, hint) if hint else base
+    return conversation, {**params, **request_params(plan, strategy, strict)}
+
+
+def preview_request(
+    client: ChatCaller,
+    output_type: Any,
+    messages: Sequence[MessageInput] | str,
+    *,
+    mode: OutputMode | None,
+    model: str | None,
+    params: dict[str, Any],
+    memory: ModeMemory,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The messages and parameters the first request of `run_structured` would send.
+
+    With `mode=None` that is the strategy the endpoint is known to accept, else the first
+    one tried (json_schema). Sends nothing.
+
+    Raises:
+        ConfigError: As for `run_structured`.
+    """
+    _check_arguments(mode, 0, params)
+    plan = plan_for(output_type)
+    chosen_model = model if model is not None else client.model
+    strategy = mode or memory.get(f"{client.base_url} {chosen_model or ''}") or "json_schema"
+    schema_in_prompt = mode is None and not _shows_schema_to_model(client.base_url)
+    hint = prompt_hint(plan, strategy, schema_in_prompt)
+    return _request(plan, dump_messages(messages), strategy, hint, params, plan.strict.strict)
+
+
+def _check_arguments(mode: OutputMode | None, max_retries: int, params: dict[str, Any]) -> None:
+    if mode is not None and mode not in MODES:
+        raise ConfigError(f"mode must be one of {', '.join(MODES)} or None; got {mode!r}")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigError(f"max_retries must be an integer >= 0; got {max_retries!r}")
+    reserved = [name for name in _RESERVED if name in params]
+    if reserved:
+        raise ConfigError(
+            f"structured() sets {', '.join(reserved)} itself; remove it, or choose how "
+            "structure is asked for with mode='json_schema' | 'tools' | 'prompt'"
+        )
+
+
 def _shows_schema_to_model(base_url: str) -> bool:
     """Whether the server itself shows a json_schema's schema to the model (OpenAI does)."""
     host = httpx.URL(base_url).host
     return host == "openai.com" or host.endswith((".openai.com", ".openai.azure.com"))
-
-
-def _explain(exc: Exception) -> str:
-    """The error in words, as shown to the model when re-asking."""
-    if isinstance(exc, pydantic.ValidationError):
-        errors = exc.errors(include_url=False)
-        lines = [
-            f"- {'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
-            for e in errors[:_MAX_ERRORS_SHOWN]
-        ]
-        if len(errors) > _MAX_ERRORS_SHOWN:
-            lines.append(f"- ... and {len(errors) - _MAX_ERRORS_SHOWN} more")
-        return f"{len(errors)} validation error(s):\n" + "\n".join(lines)
-    if isinstance(exc, OutputParseError):
-        head = str(exc).split("\n", 1)[0]
-        reasons = [a.error for a in exc.attempts[:_MAX_ERRORS_SHOWN] if a.error]
-        return head + "".join(f"\n- {r}" for r in dict.fromkeys(reasons))
-    return str(exc)
 
 
 def _reask(
@@ -230,14 +233,6 @@ def _reask(
         {"role": "assistant", "content": message.content or ""},
         {"role": "user", "content": ask},
     ]
-
-
-def _sum_usage(responses: Sequence[ChatResponse]) -> Usage:
-    total = Usage()
-    for response in responses:
-        if response.usage is not None:
-            total = total + response.usage
-    return total
 
 
 # -- the runner -----------------------------------------------------------------------------
@@ -279,16 +274,7 @@ async def run_structured(
             `mode=None`, a rejection of the structured-output request is handled by
             falling back instead.
     """
-    if mode is not None and mode not in MODES:
-        raise ConfigError(f"mode must be one of {', '.join(MODES)} or None; got {mode!r}")
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ConfigError(f"max_retries must be an integer >= 0; got {max_retries!r}")
-    reserved = [name for name in _RESERVED if name in params]
-    if reserved:
-        raise ConfigError(
-            f"structured() sets {', '.join(reserved)} itself; remove it, or choose how "
-            "structure is asked for with mode='json_schema' | 'tools' | 'prompt'"
-        )
+    _check_arguments(mode, max_retries, params)
     plan = plan_for(output_type)
     base = dump_messages(messages)
     chosen_model = model if model is not None else client.model
@@ -305,29 +291,53 @@ async def run_structured(
     responses: list[ChatResponse] = []
     failures: list[ParseAttempt] = []
     reasks: list[dict[str, Any]] = []
+    tried: list[tuple[str, str]] = []  # default mode: the modes that failed, and why
+    hints = True  # False once the schema in the prompt overflowed the context
     try:
         while True:
             hint = prompt_hint(plan, strategy, schema_in_prompt)
-            conversation = _with_instructions(base, hint) if hint else base
+            if not hints and strategy != "prompt":
+                hint = ""
+            conversation, sent_params = _request(plan, base, strategy, hint, params, strict)
             try:
                 response = await _send(
                     client,
                     [*conversation, *reasks],
                     model,
-                    {**params, **request_params(plan, strategy, strict)},
-                    probing=mode is None and memory.get(key) != strategy,
+                    sent_params,
+                    guarded=strategy != "prompt",
                 )
             except APIStatusError as exc:
-                if mode is not None or strategy == "prompt" or not _is_rejection(exc):
+                if is_context_overflow(exc):
+                    if reasks:  # the re-asks, not the question, outgrew the context
+                        raise exhausted(
+                            output_type,
+                            plan,
+                            strategy,
+                            responses,
+                            failures,
+                            tried,
+                            f"re-asking exceeded the server's context ({server_message(exc)})",
+                        ) from exc
+                    if hint and strategy != "prompt":
+                        # The schema surge wrote into the prompt made it too long; the
+                        # server enforces the schema itself, so ask without it.
+                        hints = False
+                        continue
+                grammar = is_grammar_failure(exc)
+                if mode is not None or strategy == "prompt" or not (grammar or is_rejection(exc)):
+                    if tried:
+                        raise all_failed(
+                            output_type, plan, strategy, responses, failures, tried, exc
+                        ) from exc
                     raise
-                if (
-                    strict
-                    and strategy in ("json_schema", "tools")
-                    and _INVALID_SCHEMA.search(str(exc))
-                ):
+                if strict and strategy in ("json_schema", "tools") and is_schema_invalid(exc):
                     strict = False  # this schema, not the endpoint: retry non-strict
                     learn = False
                     continue
+                if grammar:
+                    learn = False  # this schema failed, not the endpoint
+                tried.append((strategy, server_message(exc)))
                 strategy = _FALLBACK.get(strategy, "prompt")
                 continue
             if learn:
@@ -335,21 +345,25 @@ async def run_structured(
             memory.finish(discovery, key)
             discovery = None
             responses.append(response)
-            value, error = _read(response, plan, strategy, output_type, responses, failures)
+            value, error = read_reply(
+                response, plan, strategy, output_type, responses, failures, tried
+            )
             if error is None:
                 return StructuredResult(
                     value=value,
                     responses=responses,
                     attempts=len(responses),
-                    usage=_sum_usage(responses),
+                    usage=sum_usage(responses),
                     mode="prompt" if strategy == "json_object" else strategy,
                     strategy=strategy,
                     strict=strict and strategy in ("json_schema", "tools"),
                 )
             if len(responses) > max_retries:
-                raise _exhausted(output_type, plan, strategy, responses, failures)
+                raise exhausted(output_type, plan, strategy, responses, failures, tried)
             if hint:
                 retry_hint = "Follow the schema given above."
+            elif not hints:  # the schema did not fit beside the question
+                retry_hint = ""
             else:  # the server may ignore response_format: now show the schema
                 retry_hint = "" if strategy == "tools" else plan.object_prompt_text
             reasks += _reask(response, plan, strategy, error, retry_hint)
@@ -363,83 +377,24 @@ async def _send(
     model: str | None,
     params: dict[str, Any],
     *,
-    probing: bool,
+    guarded: bool,
 ) -> ChatResponse:
     """Send one request through `client.chat`.
 
-    A probe of a strategy the endpoint has not accepted yet goes without retries first,
-    so that a rejection is seen at once (llama-cpp-python answers 500, which the retry
-    policy would retry); when it failed for another, transient reason it is sent again
-    the normal way, with the client's retries.
+    A request that asks the server for structure (every mode but prompt) goes without
+    retries first, so that a rejection or a grammar failure is seen at once instead of
+    being retried as if the server were down (llama-cpp-python answers a rejection with
+    500, llama.cpp a grammar failure with 500). When it failed for another, transient
+    reason, it is sent again the normal way, with the client's retries.
     """
-    if not probing or "retry" in params:
+    if not guarded or "retry" in params:
         return await client.chat(messages, model=model, **params)
     try:
         return await client.chat(messages, model=model, retry=False, **params)
     except APIStatusError as exc:
-        if _is_rejection(exc) or not (exc.status_code >= 500 or exc.status_code in (408, 429)):
+        transient = exc.status_code >= 500 or exc.status_code in (408, 429)
+        if not transient or is_rejection(exc) or is_grammar_failure(exc):
             raise
     except TransportError:
         pass
     return await client.chat(messages, model=model, **params)
-
-
-def _read(
-    response: ChatResponse,
-    plan: OutputPlan,
-    strategy: Strategy,
-    output_type: Any,
-    responses: list[ChatResponse],
-    failures: list[ParseAttempt],
-) -> tuple[Any, str | None]:
-    """Return (value, None), or (None, why) to re-ask; raise for a refusal or a cut-off."""
-    text = reply_text(response, plan, strategy)
-    refusal = response.message.refusal
-    if refusal:
-        failures.append(ParseAttempt(text or refusal, f"refused: {refusal}"))
-        raise StructuredOutputError(
-            f"the model refused to answer: {refusal}",
-            raw=text or refusal,
-            target=output_type,
-            attempts=failures,
-            reason="refusal",
-            responses=responses,
-            refusal=refusal,
-        )
-    if response.finish_reason == "length":
-        failures.append(ParseAttempt(text, "cut off by the token limit"))
-        raise StructuredOutputError(
-            "the reply was cut off by the token limit (finish_reason 'length') before the "
-            "output was complete; raise max_tokens (or ask for less)",
-            raw=text,
-            target=output_type,
-            attempts=failures,
-            reason="length",
-            responses=responses,
-        )
-    try:
-        return decode(text, plan, strategy), None
-    except (OutputParseError, pydantic.ValidationError) as exc:
-        why = _explain(exc)
-        failures.append(ParseAttempt(text, why))
-        return None, why
-
-
-def _exhausted(
-    output_type: Any,
-    plan: OutputPlan,
-    strategy: Strategy,
-    responses: list[ChatResponse],
-    failures: list[ParseAttempt],
-) -> StructuredOutputError:
-    count = len(responses)
-    last = failures[-1].error.split("\n", 1)[0] if failures else "no reply"
-    return StructuredOutputError(
-        f"no valid {plan.name} after {count} attempt{'s' if count != 1 else ''} "
-        f"({strategy} mode); last error: {last}",
-        raw=failures[-1].text if failures else "",
-        target=output_type,
-        attempts=failures,
-        reason="invalid",
-        responses=responses,
-    )

@@ -42,6 +42,15 @@ def count_tokens(text: str) -> int:
     return len(split_tokens(text))
 
 
+def _max_tokens(request: ChatRequest) -> int | None:
+    """The request's `max_completion_tokens` or `max_tokens`, when it is a whole number."""
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = request.params.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
+
+
 def _message_text(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -218,12 +227,19 @@ class Completion:
             call.to_openai(f"call_{request.n}_{i}") if isinstance(call, ToolCall) else dict(call)
             for i, call in enumerate(reply.tool_calls)
         ]
-        answer: dict[str, Any] = {"role": "assistant", "content": reply.content}
+        content, finish_reason = reply.content, reply.finish_reason
+        limit = _max_tokens(request)
+        if limit is not None and content and not calls and finish_reason is None:
+            # As llama.cpp (and OpenAI) do: stop at max_tokens, finish_reason "length".
+            pieces = split_tokens(content)
+            if len(pieces) > limit:
+                content, finish_reason = "".join(pieces[:limit]), "length"
+        answer: dict[str, Any] = {"role": "assistant", "content": content}
         if calls:
             answer["tool_calls"] = calls
-        elif reply.content is None:
+        elif content is None:
             answer["content"] = ""
-        finish = reply.finish_reason or ("tool_calls" if calls else "stop")
+        finish = finish_reason or ("tool_calls" if calls else "stop")
         body: dict[str, Any] = {
             "choices": [{"index": 0, "message": answer, "finish_reason": finish}],
         }
