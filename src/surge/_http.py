@@ -357,10 +357,9 @@ async def post_json(
         if pool is None:
             client = http.get()
             if not isinstance(client, httpx.AsyncClient):  # an httpx2 client
-                from surge._httpx2 import require_httpx2
+                from surge._httpx2_adapter import send_on_httpx2  # httpx2 is loaded: a client
 
-                send = require_httpx2().send_on_httpx2
-                response = await send(client, url, content, headers, timeout)
+                response = await send_on_httpx2(client, url, content, headers, timeout)
             else:
                 request = client.build_request(
                     "POST",
