@@ -114,10 +114,10 @@ async def test_a_stream_closed_early_frees_the_server_and_the_pool() -> None:
             async with client.stream(
                 "POST", f"{server.url}/chat/completions", json={**BODY, "stream": True}
             ) as response:
+                # Leave with the body unread (the SDK tests break out of their iterators;
+                # here no half-run async generator is left for trio's finalizer to flag).
                 assert response.status_code == 200
-                async for line in response.aiter_lines():
-                    if line.startswith("data: "):
-                        break
+                assert response.headers["content-type"].startswith("text/event-stream")
             await server.wait_for(lambda s: s.in_flight == 0)
             # The half-read connection was closed, not returned: the next call opens another.
             again = await client.post(f"{server.url}/chat/completions", json=BODY)
