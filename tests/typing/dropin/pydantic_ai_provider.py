@@ -1,4 +1,4 @@
-"""Type-checked, not run: `mypy --strict tests/typing` in the dropin-current env (.ci/run)."""
+"""Type-checked, never run, in the dropin-current env: see README.md beside it."""
 
 from __future__ import annotations
 
