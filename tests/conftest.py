@@ -2,6 +2,8 @@
 
 The real-server tier (`@pytest.mark.realserver`, tests/_llama.py) adds `tiny_model`, the
 test model written once per session, and `llama_server`, a factory of llama.cpp servers.
+The shared-limits tests add `redis_server`, one real redis-server per session
+(tests/_redis.py).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from _llama import LlamaServerFactory, llama_servers, require_binary
+from _redis import RedisServer, require_redis
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -37,3 +40,12 @@ def llama_server(tiny_model: Path, tmp_path: Path) -> Iterator[LlamaServerFactor
     """
     with llama_servers(require_binary(), tiny_model, tmp_path) as factory:
         yield factory
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server per test session, on a free loopback port."""
+    server = RedisServer(require_redis())
+    server.start()
+    yield server
+    server.remove()

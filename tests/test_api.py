@@ -48,7 +48,7 @@ def test_package_is_typed() -> None:
 def test_import_is_light() -> None:
     code = (
         "import sys, surge\n"
-        "heavy = [m for m in ('hypercorn', 'surge.testing', 'surge._cli', 'trio', 'openai',"
+        "heavy = [m for m in ('hypercorn', 'surge.testing', 'surge._cli', 'trio', 'openai', 'rich',"
         " 'httpx2') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

@@ -497,8 +497,10 @@ def test_pathological_inputs_end_with_a_value_or_a_typed_error(text: str) -> Non
 
 def test_pathological_inputs_that_are_json_come_back_exactly() -> None:
     assert parse("[" * 100 + "]" * 100, {}) == _nested_lists(100)
-    # Deeper than 100 is not read (docs/parsing.md): the outer 100 levels come back.
-    assert parse(PATHOLOGICAL[0], {}) == _nested_lists(100)
+    assert parse("[" * 200 + "]" * 200, {}) == _nested_lists(200)
+    # Deeper than max_depth (200) is an error naming both, never a shorter value.
+    with pytest.raises(OutputParseError, match="nested 5000 levels deep, deeper than max_depth"):
+        parse(PATHOLOGICAL[0], {})
     assert parse(PATHOLOGICAL[4], {}) == {"a": 'x "y" ' * 2000}  # inner quotes kept
     assert isinstance(_check_outcome(PATHOLOGICAL[3], {}), OutputParseError)  # no JSON at all
 

@@ -19,7 +19,11 @@ import pytest
 from surge._errors import OutputParseError
 from surge._parsing import parse
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "parsing-corpus" / "cases.jsonl"
+# Beside the checkout (`../shared`, as in CI), or where SURGE_PARSING_CORPUS says.
+CORPUS = Path(
+    os.environ.get("SURGE_PARSING_CORPUS")
+    or Path(__file__).resolve().parents[2] / "shared" / "parsing-corpus" / "cases.jsonl"
+)
 
 if not CORPUS.is_file():
     _WHY = (

@@ -19,6 +19,7 @@ from surge._errors import (
     ConnectError,
     ConnectTimeout,
     DeadlineExceeded,
+    LimitsUnavailable,
     NotFoundError,
     OutputParseError,
     PermissionDeniedError,
@@ -39,8 +40,11 @@ from surge._http import http_client
 from surge._httpx2 import httpx2_client
 from surge._limits import RateLimit
 from surge._parsing import parse
+from surge._progress import BatchProgress
 from surge._prompt_template import Image
+from surge._redis_store import RedisStore
 from surge._retry import RetryPolicy
+from surge._store import LimitsStore
 from surge._structured.run import StructuredOutputError, StructuredResult
 from surge._timings import PoolStats, Timings
 from surge._types import (
@@ -60,6 +64,7 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "BatchProgress",
     "ChatResponse",
     "Choice",
     "ConfigError",
@@ -72,6 +77,8 @@ __all__ = [
     "FunctionCall",
     "Image",
     "LLMClient",
+    "LimitsStore",
+    "LimitsUnavailable",
     "Message",
     "NotFoundError",
     "OutputMode",
@@ -84,6 +91,7 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "ReadTimeout",
+    "RedisStore",
     "RemoteProtocolError",
     "RenderedPrompt",
     "ResponseFormatError",

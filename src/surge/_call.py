@@ -10,6 +10,8 @@ the one place where a tracing span would open and close around a call.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -31,7 +33,13 @@ from surge._settings import UNSET, Settings
 from surge._timings import TIMINGS_EXTENSION, Timings
 from surge._types import ChatResponse
 
-__all__ = ["CallPath"]
+__all__ = ["CALL_OBSERVER", "CallPath"]
+
+CALL_OBSERVER: ContextVar[Callable[[Timings], None] | None] = ContextVar(
+    "surge_call_observer", default=None
+)
+"""Called with the `Timings` of each call that succeeds in this context (a batch's progress
+display sets it around its workers, so it sees the calls an item function makes)."""
 
 
 class CallPath:
@@ -100,6 +108,9 @@ class CallPath:
         chat._timings.backoff = state.backoff
         chat._attempts = tuple(state.attempts)
         chat._endpoint = state.attempts[-1].endpoint
+        observer = CALL_OBSERVER.get()
+        if observer is not None:
+            observer(chat._timings)
         return chat
 
     async def attempt(

@@ -1,7 +1,9 @@
-"""The `surge` command line: `surge demo` and `surge simulate`.
+"""The `surge` command line: `surge batch`, `surge probe`, `surge demo` and `surge simulate`.
 
 Nothing in the library imports this module; it imports the simulator (`surge.testing`,
-which needs the `sim` extra) only when a sub-command that needs it runs.
+which needs the `sim` extra) only when a sub-command that needs it runs, and the work of
+`batch` and `probe` from their own modules (`_batchfile`, `_probe`). Exit status: 0 on
+success, 1 when any call or item failed, 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--http2", action="store_true", help="speak HTTP/2 (cleartext)")
 
+    _add_batch(sub)
+    _add_probe(sub)
+
     simulate = sub.add_parser(
         "simulate",
         help="serve the simulated OpenAI-compatible server until interrupted",
@@ -80,6 +85,97 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
+    return value
+
+
+def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base-url",
+        default=None,
+        help="the server's API root, e.g. http://127.0.0.1:8080/v1 (default: $OPENAI_BASE_URL)",
+    )
+    parser.add_argument("--model", default=None, help="the model (default: none sent)")
+    parser.add_argument(
+        "--api-key", default=None, help="sent as a bearer token (default: $OPENAI_API_KEY)"
+    )
+
+
+def _add_batch(sub: Any) -> None:
+    batch = sub.add_parser(
+        "batch",
+        help="send a JSONL file of requests (OpenAI Batch API format) and write the results",
+        description=(
+            "Send every request of a JSONL file and append each result to the output as it "
+            "completes. Input lines: OpenAI Batch API requests ({custom_id, method, url, "
+            "body}), a JSON string (a prompt), or {id, messages, ...}. Results are written "
+            "in the form of their request. Rerun the same command to resume: ids already in "
+            "the output are skipped. Exit status 0 when every request succeeded, 1 when "
+            "any failed (bad lines included), 2 on bad usage."
+        ),
+    )
+    batch.add_argument("input", help="the requests, one JSON value per line")
+    batch.add_argument("-o", "--output", required=True, help="the results file (appended to)")
+    _add_server_arguments(batch)
+    batch.add_argument(
+        "--concurrency", type=_positive_int, default=64, help="requests in flight at once (64)"
+    )
+    batch.add_argument(
+        "--schema",
+        default=None,
+        metavar="MODULE:MODEL",
+        help="parse each reply into this pydantic model (structured outputs); writes 'value'",
+    )
+    batch.add_argument(
+        "--system", default=None, help="a system message for requests that have none"
+    )
+    batch.add_argument("--rpm", type=_positive_float, default=None, help="requests per minute")
+    batch.add_argument("--tpm", type=_positive_float, default=None, help="tokens per minute")
+    batch.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress display"
+    )
+
+
+def _add_probe(sub: Any) -> None:
+    probe = sub.add_parser(
+        "probe",
+        help="find how many calls a server serves at once, and who makes the rest wait",
+        description=(
+            "Send growing bursts of short calls (1, 2, 4, ... up to --max-concurrency, a "
+            "few rounds each) and report the concurrency at which latency climbs in steps: "
+            "the server's number of slots, or the client pool's limit. Also reports the "
+            "time to first byte at 1 in flight and whether HTTP/2 was negotiated."
+        ),
+    )
+    _add_server_arguments(probe)
+    probe.add_argument(
+        "--max-concurrency", type=_positive_int, default=64, help="the largest burst (64)"
+    )
+    probe.add_argument("--rounds", type=_positive_int, default=3, help="bursts per size (3)")
+    probe.add_argument(
+        "--max-tokens", type=_positive_int, default=16, help="max_tokens of each call (16)"
+    )
+    probe.add_argument("--prompt", default="Count from 1 to 10.", help="the prompt of each call")
+    probe.add_argument(
+        "--extra-body",
+        default=None,
+        metavar="JSON",
+        help="more request fields, e.g. '{\"ignore_eos\": true}' for llama.cpp",
+    )
+    probe.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=None,
+        help="the client pool's limit per host (default: PoolConfig's, 1000)",
+    )
+    probe.add_argument(
+        "--http2", action="store_true", help="offer HTTP/2 (always offered over https)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `surge` command line.
 
@@ -91,6 +187,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = _build_parser().parse_args(argv)
     try:
+        if args.command == "batch":
+            from surge._batchfile import run_batch
+
+            return run_batch(args)
+        if args.command == "probe":
+            from surge._probe import run_probe
+
+            return run_probe(args)
         if args.command == "simulate":
             if getattr(args, "_missing_sim", False):
                 raise ImportError("hypercorn")
@@ -106,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     except KeyboardInterrupt:
+        if args.command == "batch":
+            print("surge batch: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
 
 

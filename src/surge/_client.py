@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import httpx
 
+from surge._batch import AsCompleted, run_map, start_map
 from surge._call import CallPath
 from surge._config import PoolConfig
 from surge._endpoints import Cooldown, Endpoint, Router, Strategy
@@ -24,8 +25,10 @@ from surge._functions import PromptFunction, PromptSource, function
 from surge._http import AnyAsyncClient, LoopLocalClient
 from surge._httpx2 import is_httpx2_client
 from surge._limits import ClientLimits, RateLimit
+from surge._progress import ProgressOption
 from surge._retry import RetryPolicy, check_deadline, resolve_policy
 from surge._settings import DEFAULT_BASE_URL, UNSET, Settings, check_timeout
+from surge._store import LimitsStore
 from surge._structured.modes import ModeMemory, OutputMode
 from surge._structured.run import StructuredResult, preview_request, run_structured
 from surge._timings import PoolStats
@@ -36,6 +39,7 @@ __all__ = ["LLMClient", "OutputMode"]
 T = TypeVar("T")
 P = ParamSpec("P")
 R = TypeVar("R")
+Items = Iterable[T] | AsyncIterable[T]
 
 
 class LLMClient:
@@ -83,6 +87,10 @@ class LLMClient:
         strategy: How calls pick an endpoint: "fallback" (in order, the next on a
             retryable failure), "round_robin" or "weighted".
         cooldown: When an endpoint that keeps failing is skipped (`Cooldown`).
+        limits_store: Where `max_concurrency`, `rate_limit`, the server's rate-limit
+            hints and endpoint cool-downs live: None keeps them in this process; a
+            `surge.RedisStore` shares them with every process using the same namespace
+            (see docs/scaling.md).
         **pool_kwargs: `PoolConfig` fields.
 
     Raises:
@@ -108,9 +116,17 @@ class LLMClient:
         endpoints: Sequence[Endpoint] | None = None,
         strategy: Strategy = "fallback",
         cooldown: Cooldown | None = None,
+        limits_store: LimitsStore | None = None,
         **pool_kwargs: Any,
     ) -> None:
         config = PoolConfig.from_kwargs(pool, pool_kwargs)
+        if limits_store is not None:
+            if not isinstance(limits_store, LimitsStore):
+                raise ConfigError(
+                    f"limits_store must be a surge.RedisStore (a LimitsStore), "
+                    f"not {type(limits_store).__name__}"
+                )
+            limits_store.check_backend()
         if endpoints is not None and base_url is not None:
             raise ConfigError("give either base_url= or endpoints=, not both")
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
@@ -139,8 +155,10 @@ class LLMClient:
             retry=resolve_policy(retry),
             deadline=check_deadline(deadline),
         )
+        if limits_store is not None:
+            router.shared = limits_store.health()
         self._router = router
-        self._limits = ClientLimits(max_concurrency, rate_limit)
+        self._limits = ClientLimits(max_concurrency, rate_limit, limits_store)
         self._http = LoopLocalClient(config, external=http_client)
         self._owns_pool = True
         # Which structured-output mode each endpoint accepts, learned once per endpoint
@@ -391,6 +409,89 @@ class LLMClient:
             model=model,
             params=params,
             memory=self._modes,
+        )
+
+    # -- batches (surge._batch; see docs/batch.md) ------------------------------------------
+
+    @overload
+    async def map(
+        self,
+        fn_or_prompt: Callable[[T], Awaitable[R]],
+        items: Items[T],
+        *,
+        concurrency: int | None = None,
+        return_exceptions: Literal[False] = False,
+        progress: ProgressOption = None,
+    ) -> list[R]: ...
+
+    @overload
+    async def map(
+        self,
+        fn_or_prompt: Callable[[Any], Awaitable[Any]] | str,
+        items: Items[Any],
+        *,
+        concurrency: int | None = None,
+        return_exceptions: bool = False,
+        progress: ProgressOption = None,
+    ) -> list[Any]: ...
+
+    async def map(
+        self,
+        fn_or_prompt: Callable[[Any], Awaitable[Any]] | str,
+        items: Items[Any],
+        *,
+        concurrency: int | None = None,
+        return_exceptions: bool = False,
+        progress: ProgressOption = None,
+    ) -> list[Any]:
+        """Make one call per item, at most `concurrency` at once; results in input order.
+
+        Args:
+            fn_or_prompt: An async function of one item, or a prompt template string
+                (`"Summarise: {item}"`; braces inside an item stay text) sent with `chat`.
+            items: An iterable or async iterable, consumed lazily as workers free up.
+            concurrency: Most items in flight, on top of the client's limits (default: its
+                `max_concurrency`, else the pool's `max_connections`).
+            return_exceptions: Put each failure in its item's slot instead of cancelling
+                the rest and raising the first.
+            progress: True for a progress bar (rich with `surge[cli]`, else plain lines),
+                or a callable that gets a `BatchProgress` after each item.
+
+        Returns:
+            One result per item, in input order (a `ChatResponse` for a template).
+        """
+        return await run_map(
+            self,
+            fn_or_prompt,
+            items,
+            concurrency=concurrency,
+            default_concurrency=self._limits.max_concurrency or self.pool_config.max_connections,
+            return_exceptions=return_exceptions,
+            progress=progress,
+        )
+
+    def map_as_completed(
+        self,
+        fn_or_prompt: Callable[[Any], Awaitable[Any]] | str,
+        items: Items[Any],
+        *,
+        concurrency: int | None = None,
+        return_exceptions: bool = False,
+        progress: ProgressOption = None,
+    ) -> AsCompleted[Any]:
+        """Like `map`, but yield `(index, result)` as each item finishes.
+
+        Use `async for index, result in client.map_as_completed(...)`, or open it with
+        `async with ... as results:` when you may `break` early. Arguments as for `map`.
+        """
+        return start_map(
+            self,
+            fn_or_prompt,
+            items,
+            concurrency=concurrency,
+            default_concurrency=self._limits.max_concurrency or self.pool_config.max_connections,
+            return_exceptions=return_exceptions,
+            progress=progress,
         )
 
     def preview_structured(

@@ -23,11 +23,14 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 
 from surge._errors import ConfigError
+
+if TYPE_CHECKING:
+    from surge._store import SharedHealth
 
 __all__ = ["Cooldown", "Endpoint", "Router", "Strategy", "check_base_url"]
 
@@ -176,6 +179,23 @@ class Router:
         self._clock = clock
         self._health = [_Health() for _ in self.endpoints]
         self._turn = 0
+        # Cool-downs shared with other processes (a `LimitsStore`'s), or None.
+        self.shared: SharedHealth | None = None
+
+    async def sync(self) -> None:
+        """Learn the cool-downs other processes started (with a shared store)."""
+        if self.shared is None or len(self.endpoints) < 2:
+            return  # one endpoint is tried whatever its health
+        left = await self.shared.cooling([e.base_url for e in self.endpoints])
+        now = self._clock()
+        for health, seconds in zip(self._health, left, strict=True):
+            if seconds > 0:
+                health.until = max(health.until, now + seconds)
+
+    async def share_failure(self, index: int) -> None:
+        """Tell other processes about a cool-down `failed` just started (with a shared store)."""
+        if self.shared is not None and len(self.endpoints) > 1:
+            await self.shared.cool_down(self.endpoints[index].base_url, self.cooldown.seconds)
 
     def plan(self) -> list[int]:
         """Return the order in which one call should try the endpoints (indices)."""
@@ -239,8 +259,12 @@ class Router:
         health.failures = 0
         health.until = 0.0
 
-    def failed(self, index: int) -> None:
-        """Record a retryable failure; start a cooldown after `Cooldown.after` in a row."""
+    def failed(self, index: int) -> bool:
+        """Record a retryable failure; start a cooldown after `Cooldown.after` in a row.
+
+        Returns:
+            True when this failure started (or extended) a cooldown.
+        """
         health = self._health[index]
         health.failures += 1
         if health.failures >= self.cooldown.after and self.cooldown.seconds > 0:
@@ -252,6 +276,8 @@ class Router:
                     self.cooldown.seconds,
                 )
             health.until = self._clock() + self.cooldown.seconds
+            return True
+        return False
 
     def derive(
         self,
@@ -273,15 +299,18 @@ class Router:
         if base_url is not None:
             if endpoints is not None:
                 raise ConfigError("give either base_url= or endpoints=, not both")
-            return Router([Endpoint(base_url)], strategy or self.strategy, self.cooldown)
-        if endpoints is None and strategy is None:
+            router = Router([Endpoint(base_url)], strategy or self.strategy, self.cooldown)
+        elif endpoints is None and strategy is None:
             return self
-        return Router(
-            self.endpoints if endpoints is None else endpoints,
-            strategy or self.strategy,
-            self.cooldown,
-            self._clock,
-        )
+        else:
+            router = Router(
+                self.endpoints if endpoints is None else endpoints,
+                strategy or self.strategy,
+                self.cooldown,
+                self._clock,
+            )
+        router.shared = self.shared
+        return router
 
     def __repr__(self) -> str:
         return f"Router({list(self.endpoints)!r}, strategy={self.strategy!r})"

@@ -26,6 +26,7 @@ SurgeError
 │   ├── RateLimitError             429
 │   └── ServerError                5xx
 ├── ResponseFormatError            a success status with a body that is not what was asked
+├── LimitsUnavailable              the shared limits store (Redis) did not answer in time
 └── OutputParseError               model output that cannot be read as the target type
 ```
 """
@@ -44,6 +45,7 @@ __all__ = [
     "ConnectError",
     "ConnectTimeout",
     "DeadlineExceeded",
+    "LimitsUnavailable",
     "NotFoundError",
     "OutputParseError",
     "ParseAttempt",
@@ -290,6 +292,21 @@ class ResponseFormatError(SurgeError):
         self.body = body
         self.status_code = status_code
         self.url = url
+
+
+class LimitsUnavailable(SurgeError):
+    """The shared limits store (`surge.RedisStore`) did not answer within its bound.
+
+    Raised by a call only under `on_failure="raise"`, before the request is sent: the
+    call did not run, and no limit was skipped. Not retried by `RetryPolicy`.
+
+    Attributes:
+        store: Where the store is, without credentials (e.g. "redis://127.0.0.1:6379/0").
+    """
+
+    def __init__(self, message: str, *, store: str) -> None:
+        super().__init__(message)
+        self.store = store
 
 
 class ParseAttempt:

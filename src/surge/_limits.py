@@ -20,12 +20,15 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from surge._headers import retry_after
+
+if TYPE_CHECKING:
+    from surge._store import LimitsStore
 
 __all__ = [
     "ClientLimits",
@@ -160,6 +163,19 @@ class ConcurrencyLimiter(Limiter):
         """Give a place back at once; always possible in process."""
         self._release_one()
         return True
+
+    def hold(self, count: int) -> int:
+        """Count up to `count` free places as held at once, without waiting.
+
+        For a shared limiter falling back to this one: the places it already holds
+        elsewhere count against this limit too.
+
+        Returns:
+            How many places were taken.
+        """
+        taken = max(0, min(count, self._free))
+        self._free -= taken
+        return taken
 
     def _release_one(self) -> None:
         waiters = self._waiters
@@ -393,38 +409,54 @@ class ClientLimits:
     """The caller's limits of one client, shared with the clients derived from it.
 
     Holds the concurrency limit (per client) and one `RateLimiter` per endpoint (each
-    endpoint has its own quota), made on first use.
+    endpoint has its own quota), made on first use. With a `store`, the limiters come
+    from it instead, and are shared with every process that uses the same store.
 
     Args:
         max_concurrency: Most calls in flight at once, or None for no limit.
         rate_limit: The rate limits applied to each endpoint (None: `RateLimit()`, which
             only adapts to the server's headers).
+        store: Where the limits live (None: in this process).
 
     Raises:
         ConfigError: A bad value.
     """
 
-    def __init__(self, max_concurrency: int | None, rate_limit: RateLimit | None) -> None:
+    def __init__(
+        self,
+        max_concurrency: int | None,
+        rate_limit: RateLimit | None,
+        store: LimitsStore | None = None,
+    ) -> None:
         if rate_limit is not None and not isinstance(rate_limit, RateLimit):
             from surge._errors import ConfigError
 
             raise ConfigError(
                 f"rate_limit must be a surge.RateLimit, not {type(rate_limit).__name__}"
             )
-        self.concurrency = None if max_concurrency is None else ConcurrencyLimiter(max_concurrency)
+        self.store = store
+        self.concurrency: Limiter | None = None
+        if max_concurrency is not None:
+            local = ConcurrencyLimiter(max_concurrency)  # validates the value
+            self.concurrency = local if store is None else store.concurrency_limiter(local.limit)
+        self._max_concurrency = max_concurrency
         self.rate_limit = rate_limit if rate_limit is not None else RateLimit()
-        self._rate: dict[str, RateLimiter] = {}
+        self._rate: dict[str, Limiter] = {}
 
     @property
     def max_concurrency(self) -> int | None:
         """The concurrency limit, or None."""
-        return self.concurrency.limit if self.concurrency is not None else None
+        return self._max_concurrency
 
-    def rate_for(self, base_url: str) -> RateLimiter:
+    def rate_for(self, base_url: str) -> Limiter:
         """Return the rate limiter of one endpoint, making it on first use."""
         limiter = self._rate.get(base_url)
         if limiter is None:
-            limiter = self._rate[base_url] = RateLimiter(self.rate_limit)
+            if self.store is None:
+                limiter = RateLimiter(self.rate_limit)
+            else:
+                limiter = self.store.rate_limiter(base_url, self.rate_limit)
+            self._rate[base_url] = limiter
         return limiter
 
     def turn(self, base_url: str, cost: int) -> _TurnContext:
@@ -444,10 +476,13 @@ class ClientLimits:
                 replaced part is the derived client's own, no longer shared.
         """
         clone = ClientLimits(
-            changes.get("max_concurrency"), changes.get("rate_limit", self.rate_limit)
+            changes.get("max_concurrency"),
+            changes.get("rate_limit", self.rate_limit),
+            self.store,
         )
         if "max_concurrency" not in changes:
             clone.concurrency = self.concurrency
+            clone._max_concurrency = self._max_concurrency
         if "rate_limit" not in changes:
             clone._rate = self._rate
         return clone
@@ -458,7 +493,7 @@ class _TurnContext:
 
     __slots__ = ("cost", "limiter", "turn")
 
-    def __init__(self, limiter: RateLimiter, cost: int) -> None:
+    def __init__(self, limiter: Limiter, cost: int) -> None:
         self.limiter = limiter
         self.cost = cost
         self.turn = Turn(0.0)

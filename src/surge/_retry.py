@@ -337,6 +337,8 @@ async def _attempts(
     number = 0
     while True:
         number += 1
+        if router.shared is not None:  # cool-downs other processes started
+            await router.sync()
         index, _ = router.choose(plan, tried, last)
         endpoint = router.endpoints[index]
         started = time.monotonic()
@@ -346,8 +348,8 @@ async def _attempts(
             duration = time.monotonic() - started
             status = error.status_code if isinstance(error, APIStatusError) else None
             retryable = policy.retryable(error)
-            if retryable:
-                router.failed(index)
+            if retryable and router.failed(index) and router.shared is not None:
+                await router.share_failure(index)
             tried.add(index)
             last = index
             wait, why_not = _next_wait(

@@ -21,12 +21,14 @@ import copy
 import re
 from typing import Any
 
+from surge._parsing._depth import DEFAULT_MAX_DEPTH
 from surge._parsing._match import bool_from_text, match_choice, number_from_text
 from surge._parsing._nodes import Node, repairs, to_plain
 from surge._parsing._repair import parse_document
 from surge._parsing._schema import Prop, Schema
+from surge._parsing._work import WORK
 
-__all__ = ["ABSENT", "Coercer", "Mismatch"]
+__all__ = ["ABSENT", "Coercer", "Mismatch", "norm_key"]
 
 ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
 _OMIT: Any = object()
@@ -56,7 +58,8 @@ def _kind_name(node: Node) -> str:
     return f"{node.kind} {text!r}" if node.kind != "null" else "null"
 
 
-def _norm_key(key: str) -> str:
+def norm_key(key: str) -> str:
+    """A key without punctuation, `_` or case (`"Full-Name"` -> `"fullname"`)."""
     return _WORDS.sub("", key).casefold()
 
 
@@ -65,16 +68,25 @@ class Coercer:
 
     Args:
         partial: Streaming mode (see the module docstring).
+        max_depth: How deep a JSON-encoded string value may nest (see `_depth`).
         raw: The node holding the raw text: a top-level string target takes it verbatim,
             other nodes pay a penalty for being the top-level string.
     """
 
-    def __init__(self, *, partial: bool, raw: Node | None = None) -> None:
+    def __init__(
+        self, *, partial: bool, raw: Node | None = None, max_depth: int = DEFAULT_MAX_DEPTH
+    ) -> None:
         self.partial = partial
         self.raw = raw
+        self.max_depth = max_depth
+        # (structure node, union schema, at the top) -> its result or (reason, path) of its
+        # Mismatch: a node is fitted to a union once, however many members of an outer
+        # union try it (without this, nested unions cost 2^depth).
+        self._unions: dict[tuple[Node, Schema, bool], Any] = {}
 
     def coerce(self, node: Node, s: Schema, path: str = "$") -> tuple[Any, int]:
         """Fit `node` to `s`; return `(value, penalty)` or raise `Mismatch`."""
+        WORK.coercions += 1
         kind = s.kind
         if kind == "union":
             return self._union(node, s, path)
@@ -228,7 +240,7 @@ class Coercer:
         """
         if node.kind != "string" or node is self.raw or not node.value.lstrip().startswith(opener):
             return None
-        found = parse_document(node.value)
+        found = parse_document(node.value, max_depth=self.max_depth)
         if found and found[0][0].kind == ("object" if opener == "{" else "array"):
             return found[0][0]
         return None
@@ -280,6 +292,7 @@ class Coercer:
         return out, total
 
     def _object(self, node: Node, s: Schema, path: str) -> tuple[Any, int]:
+        WORK.objects += 1
         extra_penalty = 0
         if node.kind == "string":
             decoded = self._decoded(node, "{")
@@ -342,7 +355,7 @@ class Coercer:
             first.setdefault(key, child)
         loose: dict[str, str] = {}
         for key in first:
-            loose.setdefault(_norm_key(key), key)
+            loose.setdefault(norm_key(key), key)
         found: list[tuple[str, Node, int] | None] = []
         for prop in s.props:
             hit: tuple[str, Node, int] | None = None
@@ -352,7 +365,7 @@ class Coercer:
                     break
             if hit is None:
                 for key in prop.keys:
-                    written = loose.get(_norm_key(key))
+                    written = loose.get(norm_key(key))
                     if written is not None:
                         hit = (written, first[written], 1)
                         break
@@ -382,9 +395,31 @@ class Coercer:
             return None, 0
         if node.kind == "missing" and s.nullable:
             return None, 1
+        if node.kind not in ("object", "array"):
+            return self._members(node, s, path)
+        key = (node, s, path == "$")
+        known = self._unions.get(key)
+        if known is _BUSY:
+            raise Mismatch(f"{_kind_name(node)} cannot be nested into itself", path)
+        if known is not None:
+            if isinstance(known, Mismatch):
+                raise Mismatch(known.reason, known.path)
+            return known  # type: ignore[no-any-return]
+        self._unions[key] = _BUSY
+        try:
+            result = self._members(node, s, path)
+        except Mismatch as exc:
+            self._unions[key] = exc
+            raise
+        self._unions[key] = result
+        return result
+
+    def _members(self, node: Node, s: Schema, path: str) -> tuple[Any, int]:
+        """Try the members of union `s`; the best fit wins (see `_union`)."""
         best: tuple[Any, int] | None = None
         reasons: list[str] = []
-        for branch in s.branches:
+        branches = self._tagged(node, s, reasons) if node.kind == "object" else s.branches
+        for branch in branches:
             try:
                 value, penalty = self.coerce(node, branch, path)
             except Mismatch as exc:
@@ -397,12 +432,61 @@ class Coercer:
                 if penalty == 0:
                     break
         if best is None:
-            raise Mismatch(
-                f"{_kind_name(node)} fits no member of the union ({'; '.join(reasons)})", path
-            )
+            why = "; ".join(r if len(r) <= 300 else r[:297] + "..." for r in reasons)
+            raise Mismatch(f"{_kind_name(node)} fits no member of the union ({why})", path)
         return best
 
+    def _tagged(self, node: Node, s: Schema, reasons: list[str]) -> list[Schema]:
+        """The members of `s` whose literal tag field the object `node` matches.
 
+        When the members are objects told apart by a `Literal` field (see `Schema.tag`)
+        and the object writes that field, only the members it names are tried, before any
+        of their other fields is coerced. When it names none of them, or does not write
+        the field, every member is tried.
+        """
+        tag = s.tag()
+        if tag is None:
+            return s.branches
+        name, props = tag
+        keep: list[Schema] = []
+        named = False  # the tag names at least one member
+        for branch, prop in zip(s.branches, props, strict=True):
+            if prop is None:
+                keep.append(branch)
+                continue
+            child = _lookup(node, prop.keys)
+            if child is None:
+                return s.branches  # the tag is not written: every member is a candidate
+            if child.kind == "string" and child.complete:
+                values = prop.schema.non_null().values
+                if child.value in values:  # written exactly: no need to coerce it
+                    keep.append(branch)
+                    named = True
+                    continue
+                if any(child.value in p.schema.non_null().values for p in props if p):
+                    reasons.append(f"as {branch.describe()}: at .{name}: not {child.value!r}")
+                    continue  # exactly another member's tag
+            try:
+                self.coerce(child, prop.schema, "")
+            except Mismatch as exc:
+                reasons.append(f"as {branch.describe()}: at .{name}: {exc.reason}")
+                continue
+            keep.append(branch)
+            named = True
+        return keep if named else s.branches
+
+
+def _lookup(node: Node, keys: list[str]) -> Node | None:
+    """The value an object node gives for the first of `keys` it writes (exactly)."""
+    for key in keys:
+        for written, child in node.value:
+            if written == key:
+                found: Node = child
+                return found
+    return None
+
+
+_BUSY: Any = object()  # a union coercion in progress (a node nested into itself)
 _SCALARS: dict[str, Schema] = {}
 for _name in ("boolean", "integer", "number", "any"):
     _s = Schema({"type": _name} if _name != "any" else {})

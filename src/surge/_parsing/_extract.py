@@ -2,9 +2,10 @@
 
 In order of preference: the whole text as strict JSON; each markdown fenced block; each
 balanced `{...}` / `[...]` found by one scan of the text; every value the tolerant parser
-reads from the whole text; all of those together as one list (for list targets); and
-finally the raw text itself (for strings, enums, numbers and booleans written in prose).
-The coercer tries them in this order and keeps the best fit.
+reads from the whole text; the balanced spans inside an opener that never closes (a `{`
+in prose: used only when nothing before fits); all of those together as one list (for
+list targets); and finally the raw text itself (for strings, enums, numbers and booleans
+written in prose). The coercer tries them in this order and keeps the best fit.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from surge._parsing._nodes import Node, from_plain
+from surge._parsing._depth import DEFAULT_MAX_DEPTH, TooDeep
+from surge._parsing._nodes import Node, TooDeepValue, from_plain
 from surge._parsing._repair import parse_document
+from surge._parsing._work import WORK
 
 __all__ = ["Candidate", "any_json", "candidates", "raw_candidate"]
 
@@ -27,7 +30,8 @@ class Candidate:
     Attributes:
         node: The value read.
         text: The part of the input it was read from (shown in error messages).
-        source: `json`, `fence`, `scan`, `repair`, `all` or `raw`.
+        source: `json`, `fence`, `scan`, `repair`, `restart` (a span inside an opener
+            that never closes: used only when nothing read before it fits), `all` or `raw`.
         penalty: Added to the coercion score (a combined list is a guess).
     """
 
@@ -37,15 +41,18 @@ class Candidate:
     penalty: int = 0
 
 
-def _strict(text: str, partial: bool) -> Node | None:
+def _strict(text: str, partial: bool, max_depth: int) -> Node | None:
     stripped = text.strip()
     if not stripped or stripped[0] not in '{["-0123456789tfn':
         return None
     try:
         value = json.loads(stripped)
-        node = from_plain(value)
     except (ValueError, RecursionError):
-        return None
+        return None  # the tolerant reader will say why (too deep, say)
+    try:
+        node = from_plain(value, max_depth)
+    except TooDeepValue:
+        raise TooDeep(max_depth + 1) from None
     if partial and node.kind == "number" and text == text.rstrip():
         node.complete = False  # a bare number at the end of a stream may still grow
     return node
@@ -79,51 +86,143 @@ _STRUCTURE = re.compile(r'[{}\[\]"]|//')
 _STRING_END = re.compile(r'(?:[^"\\]|\\.)*"', re.S)
 
 
-def _balanced(text: str) -> list[tuple[str, int]]:
-    """One left-to-right scan for balanced `{...}` / `[...]` spans, minding strings.
+@dataclass(frozen=True)
+class _Span:
+    """A balanced span: its text, where it starts, and what encloses it.
 
-    A span that never closes ends the scan (its text is left to the tolerant parser).
+    `shadowed`: it lies inside an opener that never closes (found by a restart).
+    `in_json`: that opener looks like the start of a value cut short (`{"key": ...`), not
+    like a brace in prose.
     """
-    out: list[tuple[str, int]] = []
-    stack: list[str] = []
-    start = 0
-    i = 0
+
+    text: str
+    start: int
+    shadowed: bool
+    in_json: bool
+
+
+_SCAN_BUDGET = 4  # characters examined per character of text, at most
+_ARRAY_START = re.compile(r"\s*(?:[\"'\]\[{\d-]|true|false|null)")
+_OBJECT_START = re.compile(r"\s*(?:[\"'}]|[\w$-]+\s*:)")
+
+
+def _json_like(text: str, at: int) -> bool:
+    """Does the opener at `at` start a JSON value (`{"key"`, `[1`), not a brace in prose?"""
+    start = _OBJECT_START if text[at] == "{" else _ARRAY_START
+    return start.match(text, at + 1) is not None
+
+
+def _balanced(text: str) -> list[_Span]:
+    """Balanced `{...}` / `[...]` spans, minding strings, left to right.
+
+    An opener that never closes (prose such as `it must start with {`, a truncated value)
+    does not end the search: it restarts just after that opener, so the JSON written after
+    it is still found. Each opener is scanned once (what a scan learns about the openers
+    inside it is kept), so the work stays linear in the text; `_SCAN_BUDGET` bounds it
+    even for text built to defeat that.
+    """
+    out: list[_Span] = []
+    ends: dict[int, int] = {}  # opener -> index after its closer, or -1 - where it failed
+    budget = initial = _SCAN_BUDGET * len(text) + 64
+    shadow = -1  # spans starting before this index lie inside an opener that never closes
+    shadow_json = False
+    pos = 0
     while True:
-        m = (_STRUCTURE if stack else _OPENER).search(text, i)
-        if m is None:
+        m = _OPENER.search(text, pos)
+        if m is None or budget < 0:
+            WORK.scanned += initial - budget
             return out
-        i = m.start()
-        c = text[i]
+        start = m.start()
+        end = ends.get(start)
+        if end is None:
+            end, budget = _close(text, start, ends, budget)
+        if end < 0:
+            fail_at = -1 - end
+            json_like = _json_like(text, start)
+            if fail_at > shadow:
+                shadow, shadow_json = fail_at, json_like
+            else:
+                shadow_json = shadow_json or json_like
+            pos = start + 1
+            continue
+        inside = start < shadow
+        out.append(_Span(text[start:end], start, inside, inside and shadow_json))
+        pos = end
+
+
+def _close(text: str, start: int, ends: dict[int, int], budget: int) -> tuple[int, int]:
+    """Scan from the opener at `start` to its closer; return `(end, budget left)`.
+
+    `end` is the index after the closer, or `-1 - i` when the scan fails at `i` (a
+    mismatched closer, an unterminated string, the end of the text). What the scan
+    learns about each opener met on the way goes into `ends`: where each one that closes
+    ends, and the failure for the ones still open, since a scan from any of them would
+    meet the same failure.
+    """
+    n = len(text)
+    stack = [("}" if text[start] == "{" else "]", start)]
+    i = start + 1
+    result = -1 - n
+    while True:
+        m = _STRUCTURE.search(text, i)
+        if m is None:
+            budget -= n - i
+            break
+        j = m.start()
+        budget -= j - i + 1
+        if budget < 0:
+            break
+        c = text[j]
         if c == '"':  # a string inside a structure: jump to its end
-            closing = _STRING_END.match(text, i + 1)
+            closing = _STRING_END.match(text, j + 1)
             if closing is None:
-                return out
+                budget -= n - j
+                break
+            budget -= closing.end() - j
             i = closing.end()
             continue
         if c in "{[":
+            known = ends.get(j)
+            if known is None:
+                stack.append(("}" if c == "{" else "]", j))
+                i = j + 1
+                continue
+            if known < 0:
+                result = known  # it never closes, so neither does anything around it
+                break
+            i = known  # already scanned: skip to its end
+            continue
+        if c in "}]":
+            if c != stack[-1][0]:
+                result = -1 - j  # mismatched: leave it to the tolerant parser
+                break
+            _, opened = stack.pop()
+            ends[opened] = j + 1
             if not stack:
-                start = i
-            stack.append("}" if c == "{" else "]")
-        elif c in "}]":
-            if c != stack[-1]:
-                return out  # mismatched: leave it to the tolerant parser
-            stack.pop()
-            if not stack:
-                out.append((text[start : i + 1], start))
-        elif text[i - 1] in " \t\n,{[":  # a // comment inside a structure
-            line_end = text.find("\n", i)
+                return j + 1, budget
+            i = j + 1
+            continue
+        if text[j - 1] in " \t\n,{[":  # a // comment inside a structure
+            line_end = text.find("\n", j)
             if line_end < 0:
-                return out
+                budget -= n - j
+                break
+            budget -= line_end - j
             i = line_end
             continue
-        i += 1
+        i = j + 1
+    for _, opened in stack:
+        ends[opened] = result
+    return result, budget
 
 
-def _read(text: str, source: str, partial: bool, allow_tuple: bool = False) -> list[Candidate]:
-    node = _strict(text, partial)
+def _read(
+    text: str, source: str, partial: bool, max_depth: int, allow_tuple: bool = False
+) -> list[Candidate]:
+    node = _strict(text, partial, max_depth)
     if node is not None and node.kind in ("object", "array"):
         return [Candidate(node, text, source)]
-    found = parse_document(text, allow_tuple=allow_tuple)
+    found = parse_document(text, allow_tuple=allow_tuple, max_depth=max_depth)
     return [Candidate(n, text[s:e], source) for n, s, e in found]
 
 
@@ -133,13 +232,23 @@ def raw_candidate(text: str, *, partial: bool) -> Candidate:
     return Candidate(node, text, "raw")
 
 
-def candidates(text: str, *, partial: bool, raw: Candidate) -> Iterator[Candidate]:
+def candidates(
+    text: str, *, partial: bool, raw: Candidate, max_depth: int = DEFAULT_MAX_DEPTH
+) -> Iterator[Candidate]:
     """Every candidate reading of `text`, best first (see the module docstring).
 
     Lazy: a caller that finds a clean fit early does not pay for the later readings.
     `raw` (from `raw_candidate`) comes last.
+
+    A reading nested deeper than `max_depth` is skipped, and then a candidate with the
+    source `too-deep` comes just before `raw`.
     """
-    node = _strict(text, partial)
+    deep: list[TooDeep] = []  # readings cut short by the depth limit
+    try:
+        node = _strict(text, partial, max_depth)
+    except TooDeep as exc:
+        deep.append(exc)
+        node = None
     if node is not None:
         yield Candidate(node, text, "json")
         yield raw
@@ -153,48 +262,73 @@ def candidates(text: str, *, partial: bool, raw: Candidate) -> Iterator[Candidat
                 seen.add(cand.text)
                 yield cand
 
+    def read_all(part: str, source: str, allow_tuple: bool = False) -> list[Candidate]:
+        try:
+            return _read(part, source, partial, max_depth, allow_tuple)
+        except TooDeep as exc:
+            deep.append(exc)
+            return []
+
     covered = bytearray(len(text))  # characters inside a block or span already read
+    fenced: list[Candidate] = []
     for block, content, at in _fences(text):
         read.add(content.strip())
         covered[at : at + len(content)] = b"\x01" * len(content)
-        found = _read(content, "fence", partial, True)
-        yield from fresh([Candidate(c.node, c.text or block, "fence") for c in found])
+        found = [
+            Candidate(c.node, c.text or block, "fence") for c in read_all(content, "fence", True)
+        ]
+        fenced.extend(found)
+        yield from fresh(found)
     scanned: list[Candidate] = []
-    for span, at in _balanced(text):
-        covered[at : at + len(span)] = b"\x01" * len(span)
-        if span.strip() not in read:
-            read.add(span.strip())
-            scanned.extend(_read(span, "scan", partial))
+    restarted: list[tuple[Candidate, bool]] = []  # spans inside an opener that never closes
+    for span in _balanced(text):
+        at, body = span.start, span.text
+        covered[at : at + len(body)] = b"\x01" * len(body)
+        if body.strip() not in read and not (partial and span.in_json):
+            # Streaming, a value inside a value still being written is not the answer.
+            read.add(body.strip())
+            if span.shadowed:
+                restarted.extend((c, span.in_json) for c in read_all(body, "restart"))
+            else:
+                scanned.extend(read_all(body, "scan"))
     yield from fresh(scanned)
     # The whole text, unless every bracket in it was inside something already read.
     loose = any(not covered[m.start()] for m in _OPENER.finditer(text))
-    repaired = _read(text, "repair", partial) if loose and text.strip() not in read else []
+    repaired = read_all(text, "repair") if loose and text.strip() not in read else []
     yield from fresh(repaired)
-    for group in (repaired, scanned):
+    # Not a part of a value too deep to read (that would be a shorter value, silently).
+    yield from fresh([c for c, in_json in restarted if not (deep and in_json)])
+    for group in (fenced, repaired, scanned):  # several values as one list
         if len(group) > 1:
             combined = Node("array", [c.node for c in group])
             yield Candidate(combined, text, "all", penalty=1)
             break
+    if deep:  # when nothing has fitted so far, the error is the depth
+        yield Candidate(Node("missing", None), text, "too-deep")
     yield raw
 
 
-def any_json(text: str, *, partial: bool) -> tuple[Node | None, list[Candidate]]:
+def any_json(
+    text: str, *, partial: bool, max_depth: int = DEFAULT_MAX_DEPTH
+) -> tuple[Node | None, list[Candidate]]:
     """Read `text` with no target type, as json-repair would.
 
     Returns:
         The value (several top-level values become one list), or None when the text holds
         no JSON value; and the candidates looked at (for error messages).
     """
-    node = _strict(text, partial)
+    node = _strict(text, partial, max_depth)
     if node is not None:
         return node, []
     stripped = text.lstrip()
     fenced = []
     if not stripped.startswith(("{", "[")):  # a document that starts as JSON is read whole
         fenced = [
-            c for _, content, _ in _fences(text) for c in _read(content, "fence", partial, True)
+            c
+            for _, content, _ in _fences(text)
+            for c in _read(content, "fence", partial, max_depth, True)
         ]
-    found = fenced or _read(text, "repair", partial)
+    found = fenced or _read(text, "repair", partial, max_depth)
     if not found:
         return None, []
     if len(found) == 1:

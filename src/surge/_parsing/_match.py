@@ -16,6 +16,8 @@ import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
 
+from surge._parsing._work import WORK
+
 __all__ = ["bool_from_text", "match_choice", "number_from_text"]
 
 _TRIM = " \t\r\n\"'`*_.,:;!?()[]{}<>"
@@ -113,13 +115,22 @@ def _short(text: str) -> str:
     return repr(text if len(text) <= 60 else text[:57] + "...")
 
 
-_PLAIN = re.compile(r"[-+]?(?:\d+(?:_\d+)*)?\.?\d+(?:[eE][-+]?\d+)?")
+# Each pattern below has one way to match a given text (no two quantifiers compete for the
+# same digits), so a failed `fullmatch` on a long run of digits costs linear time.
+# (`\d*\.?\d+` would try every split of the run between its two quantifiers: quadratic.)
+_PLAIN = re.compile(r"[-+]?(?:\d+(?:_\d+)*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
+_INTEGER = re.compile(r"[-+]?\d+")
 _THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _FRACTION = re.compile(r"([-+]?\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)")
 _ANY_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])")
 
 
+_NOT_NUMERIC = re.compile(r"[^\d+\-.,_/eE\s]")  # a character none of the patterns accepts
+
+
 def _to_number(token: str) -> float | int | None:
+    if _NOT_NUMERIC.search(token):
+        return None  # one scan, instead of three failed fullmatches
     token = token.replace("_", "")
     if _THOUSANDS.fullmatch(token):
         token = token.replace(",", "")
@@ -128,7 +139,7 @@ def _to_number(token: str) -> float | int | None:
         if m and float(m.group(2)) != 0:
             return float(m.group(1)) / float(m.group(2))
         return None
-    if re.fullmatch(r"[-+]?\d+", token):
+    if _INTEGER.fullmatch(token):
         return int(token)
     return float(token)
 
@@ -140,6 +151,7 @@ def number_from_text(text: str, *, integer: bool) -> tuple[int | float, int]:
         ValueError: No number, several different numbers, or (for `integer`) a number
             that is not whole.
     """
+    WORK.regex_input += 2 * len(text)  # the token, then the text searched for numbers
     token = text.strip().strip("*`\"' ")
     token = token.lstrip("$\u20ac\u00a3").rstrip("%").rstrip(".").strip()
     value = _to_number(token)

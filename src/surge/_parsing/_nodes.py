@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-__all__ = ["Kind", "Node", "from_plain", "repairs", "to_plain"]
+__all__ = ["Kind", "Node", "TooDeepValue", "from_plain", "repairs", "to_plain"]
 
 Kind = Literal["object", "array", "string", "number", "bool", "null", "missing"]
 
@@ -72,12 +72,24 @@ def to_plain(node: Node) -> Any:
     return node.value
 
 
-def from_plain(value: Any) -> Node:
-    """Build a node tree from a plain JSON value (the output of `json.loads`)."""
+class TooDeepValue(Exception):
+    """A plain value nested deeper than the limit given to `from_plain`."""
+
+
+def from_plain(value: Any, depth_left: int = 1 << 30) -> Node:
+    """Build a node tree from a plain JSON value (the output of `json.loads`).
+
+    Raises:
+        TooDeepValue: Containers nest more than `depth_left` deep.
+    """
     if isinstance(value, dict):
-        return Node("object", [(str(k), from_plain(v)) for k, v in value.items()])
+        if depth_left <= 0:
+            raise TooDeepValue
+        return Node("object", [(str(k), from_plain(v, depth_left - 1)) for k, v in value.items()])
     if isinstance(value, list):
-        return Node("array", [from_plain(v) for v in value])
+        if depth_left <= 0:
+            raise TooDeepValue
+        return Node("array", [from_plain(v, depth_left - 1) for v in value])
     if isinstance(value, str):
         return Node("string", value, text=value)
     if isinstance(value, bool):

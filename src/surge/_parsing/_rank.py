@@ -13,6 +13,7 @@ from typing import Any
 
 from surge._errors import OutputParseError, ParseAttempt
 from surge._parsing._coerce import ABSENT, Coercer, Mismatch
+from surge._parsing._depth import DEFAULT_MAX_DEPTH, TooDeep
 from surge._parsing._extract import Candidate, any_json, candidates, raw_candidate
 from surge._parsing._nodes import repairs, to_plain
 from surge._parsing._schema import Schema
@@ -32,28 +33,39 @@ class Ranked:
     candidate: Candidate
 
 
-def rank(text: str, schema: Schema, *, partial: bool) -> tuple[list[Ranked], list[ParseAttempt]]:
+def rank(
+    text: str, schema: Schema, *, partial: bool, max_depth: int = DEFAULT_MAX_DEPTH
+) -> tuple[list[Ranked], list[ParseAttempt]]:
     """Coerce every candidate reading of `text` to `schema`.
 
     Returns:
         The fitting readings, best first, and a `ParseAttempt` for each one that failed.
+
+    Raises:
+        TooDeep: A value read nests deeper than `max_depth`.
     """
     if schema.kind == "any":
-        node, _ = any_json(text, partial=partial)
+        node, _ = any_json(text, partial=partial, max_depth=max_depth)
         if node is None:
             return [], [ParseAttempt(text, "no JSON value found in the text")]
         return [Ranked(to_plain(node), 0, Candidate(node, text, "repair"))], []
     raw = raw_candidate(text, partial=partial)
-    coercer = Coercer(partial=partial, raw=raw.node)
+    coercer = Coercer(partial=partial, raw=raw.node, max_depth=max_depth)
     ranked: list[Ranked] = []
     attempts: list[ParseAttempt] = []
     tried = 0
     lists = _accepts(schema, "array")
     structured = lists or _accepts(schema, "object") or _accepts(schema, "map")
-    for cand in candidates(text, partial=partial, raw=raw):
+    for cand in candidates(text, partial=partial, raw=raw, max_depth=max_depth):
         tried += 1
         if cand.source == "all" and not lists:
             continue  # several values as one list: only a list target can use that
+        if cand.source == "restart" and ranked:
+            continue  # JSON after a stray `{` in prose: only when nothing else fits
+        if cand.source == "too-deep":
+            if ranked or _accepts(schema, "string"):
+                continue  # a string target still takes the raw text
+            raise TooDeep(max_depth + 1)  # nothing fits, and a part was too deep to read
         try:
             value, penalty = coercer.coerce(cand.node, schema)
         except Mismatch as exc:
@@ -86,6 +98,7 @@ def _label(cand: Candidate) -> str:
         "json": "",
         "fence": "fenced block: ",
         "scan": "",
+        "restart": "",
         "repair": "repaired: ",
         "all": "all values as a list: ",
         "raw": "whole text: ",

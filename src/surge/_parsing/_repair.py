@@ -17,12 +17,11 @@ from __future__ import annotations
 import re
 
 from surge._parsing._cursor import CLOSERS, QUOTES, WS
+from surge._parsing._depth import DEFAULT_MAX_DEPTH, TooDeep
 from surge._parsing._nodes import Kind, Node
 from surge._parsing._strings import StringReader
 
-__all__ = ["MAX_DEPTH", "parse_document"]
-
-MAX_DEPTH = 100  # containers nested deeper than this are not read
+__all__ = ["parse_document"]
 
 _LITERALS: dict[str, bool | None] = {
     "true": True,
@@ -40,20 +39,30 @@ _NUMBER = re.compile(r"-?(?:0|[1-9]\d*(?:_\d+)*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
 _ELLIPSIS = frozenset({"...", "\u2026"})
 
 
-def parse_document(text: str, *, allow_tuple: bool = False) -> list[tuple[Node, int, int]]:
+def parse_document(
+    text: str, *, allow_tuple: bool = False, max_depth: int = DEFAULT_MAX_DEPTH
+) -> list[tuple[Node, int, int]]:
     """Read every top-level object or array in `text`.
 
     Args:
         text: The model output (or a part of it, such as a fenced block).
         allow_tuple: Also accept a Python tuple `( ... )` as the first value.
+        max_depth: How deep containers may nest.
 
     Returns:
         `(node, start, end)` for each value found, `start:end` being its span in `text`.
+
+    Raises:
+        TooDeep: A value nests deeper than `max_depth`.
     """
-    return _Parser(text).document(allow_tuple)
+    parser = _Parser(text)
+    parser.max_depth = max_depth
+    return parser.document(allow_tuple)
 
 
 class _Parser(StringReader):
+    max_depth = DEFAULT_MAX_DEPTH
+
     def document(self, allow_tuple: bool) -> list[tuple[Node, int, int]]:
         out: list[tuple[Node, int, int]] = []
         t = self.t
@@ -93,9 +102,8 @@ class _Parser(StringReader):
 
     def _value(self, ctx: str) -> Node | None:
         c = self.t[self.i]
-        if c in "{[(" and len(self.stack) >= MAX_DEPTH:
-            self.i = self.n  # nested deeper than any real answer: stop reading
-            return None
+        if c in "{[(" and len(self.stack) >= self.max_depth:
+            raise TooDeep(len(self.stack) + 1)  # an error, never a silently shorter value
         if c == "{":
             return self._object()
         if c == "[":

@@ -61,7 +61,17 @@ class Schema:
         aliases: For `enum`/`const`, value index -> the names it may be written as.
     """
 
-    __slots__ = ("aliases", "branches", "extra", "items", "kind", "props", "raw", "values")
+    __slots__ = (
+        "_tag",
+        "aliases",
+        "branches",
+        "extra",
+        "items",
+        "kind",
+        "props",
+        "raw",
+        "values",
+    )
 
     def __init__(self, raw: dict[str, Any]) -> None:
         self.raw = raw
@@ -72,6 +82,7 @@ class Schema:
         self.extra: Schema | None = None
         self.values: list[Any] = []
         self.aliases: list[list[str]] = []
+        self._tag: tuple[str, list[Prop | None]] | bool | None = False  # not computed yet
 
     def __repr__(self) -> str:
         return f"Schema({self.kind}, {self.describe()})"
@@ -91,6 +102,19 @@ class Schema:
                 return rest[0]
         return self
 
+    def tag(self) -> tuple[str, list[Prop | None]] | None:
+        """For a union of objects told apart by a literal field: the field, and its `Prop`.
+
+        Returns `(property name, [the branch's Prop for it, or None for a branch that is
+        not such an object])`, or None when the union has no such field. The field is the
+        one pydantic names in `discriminator.propertyName`, else the first property that
+        every object branch has as a `Literal` (`const`, or an `enum` of strings). Computed
+        once, on first use (a recursive schema is complete by then).
+        """
+        if self._tag is False:
+            self._tag = _find_tag(self)
+        return self._tag  # type: ignore[return-value]
+
     def describe(self) -> str:
         """A short human name for error messages (`integer`, `Foo`, `list of Bar`)."""
         title = self.raw.get("title")
@@ -105,6 +129,34 @@ class Schema:
         if self.kind == "map":
             return f"map of {self.items.describe() if self.items else 'any'}"
         return self.kind
+
+
+def _literal_prop(s: Schema, name: str) -> Prop | None:
+    for prop in s.props:
+        if prop.name == name:
+            base = prop.schema.non_null()
+            if base.kind == "const" or (
+                base.kind == "enum" and all(isinstance(v, str) for v in base.values)
+            ):
+                return prop
+            return None
+    return None
+
+
+def _find_tag(s: Schema) -> tuple[str, list[Prop | None]] | None:
+    if s.kind != "union":
+        return None
+    objects = [b for b in s.branches if b.kind == "object"]
+    if len(objects) < 2:
+        return None
+    named = s.raw.get("discriminator")
+    names = [named["propertyName"]] if isinstance(named, dict) and "propertyName" in named else []
+    names += [p.name for p in objects[0].props]
+    for name in names:
+        props = [_literal_prop(b, name) if b.kind == "object" else None for b in s.branches]
+        if all(props[i] is not None for i, b in enumerate(s.branches) if b.kind == "object"):
+            return name, props
+    return None
 
 
 def compile_schema(root: dict[str, Any]) -> Schema:

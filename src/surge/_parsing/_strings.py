@@ -14,11 +14,38 @@ import re
 
 from surge._parsing._cursor import CLOSERS, WS, Cursor
 from surge._parsing._nodes import Node
+from surge._parsing._work import WORK
 
 __all__ = ["StringReader"]
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\"}
+# What `\s` matches, and the closing brackets: the tail a truncated string may end in.
+_TAIL = "]})" + "".join(chr(c) for c in range(0x3001) if re.match(r"\s", chr(c)))
 _BARE_KEY_BEFORE_QUOTE = re.compile(r",\s*[A-Za-z_$][\w$-]*\s*:\s*$")
+
+
+_SPECIALS: dict[tuple[str, ...], re.Pattern[str]] = {}
+
+
+def _special(closers: tuple[str, ...]) -> re.Pattern[str]:
+    """The characters a string scan stops at: its closers, a backslash, `,`, brackets, newline."""
+    pattern = _SPECIALS.get(closers)
+    if pattern is None:
+        chars = "".join(c for c in closers if len(c) == 1) + "\\,{}[]\n"
+        pattern = _SPECIALS[closers] = re.compile("[" + re.escape(chars) + "]")
+    return pattern
+
+
+def _last(buf: list[str], count: int) -> str:
+    """The last `count` characters of the chunks in `buf` (without joining them all)."""
+    parts: list[str] = []
+    have = 0
+    k = len(buf)
+    while k > 0 and have < count:
+        k -= 1
+        parts.append(buf[k])
+        have += len(buf[k])
+    return "".join(reversed(parts))[-count:] if count > 0 else ""
 
 
 class StringReader(Cursor):
@@ -26,6 +53,12 @@ class StringReader(Cursor):
 
     def _string(self, ctx: str) -> Node:
         """Read the string starting at the current index (`ctx`: key, object, array)."""
+        start = self.i
+        node = self._read_string(ctx)
+        WORK.scanned += self.i - start
+        return node
+
+    def _read_string(self, ctx: str) -> Node:
         t, n = self.t, self.n
         start = self.i
         for triple in ('"""', "'''"):
@@ -51,22 +84,39 @@ class StringReader(Cursor):
             doubled = True  # `""value""`: CSV-style doubled quotes
             i += 1
             fixes += 1
-        buf: list[str] = []
-        comma_at = -1  # (text index, buffer length) of the last comma in the value
+        buf: list[str] = []  # the value so far, in chunks
+        blen = 0  # its length in characters
+        comma_at = -1  # (text index, value length after it) of the last comma in the value
         comma_len = 0
         raw_tail = -1  # where a run of raw whitespace holding a newline began, if at the end
         braces = brackets = 0  # unclosed { and [ in the value so far
+        special = _special(closers)
         while i < n:
+            # Plain characters up to the next one that matters, in one step.
+            m = special.search(t, i)
+            j = m.start() if m is not None else n
+            if j > i:
+                chunk = t[i:j]
+                buf.append(chunk)
+                blen += j - i
+                if raw_tail >= 0 and chunk.strip(WS):
+                    raw_tail = -1
+                i = j
+                if i >= n:
+                    break
             c = t[i]
             if escaped_doc and t.startswith('\\"', i):
                 if self._closes_here(i + 2, ctx, braces, brackets):
                     self.i = i + 2
                     return self._finish(buf, ctx, fixes, raw_tail)
                 buf.append('"')
+                blen += 1
                 i += 2
                 continue
             if c == "\\" and not escaped_doc and i + 1 < n:
+                before = len(buf)
                 i = self._escape(i, buf)
+                blen += sum(len(part) for part in buf[before:])
                 raw_tail = -1
                 continue
             if c in closers:
@@ -76,21 +126,23 @@ class StringReader(Cursor):
                 if self._closes_here(i + 1, ctx, braces, brackets):
                     self.i = i + 1
                     return self._finish(buf, ctx, fixes, raw_tail)
-                if ctx == "object" and comma_at >= 0 and len(buf) - comma_len < 80:
+                if ctx == "object" and comma_at >= 0 and blen - comma_len < 80:
                     # A missing closing quote: `"New York, "gender": ...` or `"a, b: "x"`.
-                    tail = "".join(buf[comma_len - 1 :])
+                    tail = _last(buf, blen - comma_len + 1)
                     if (not tail[1:].strip() and self._quoted_key_at(i)) or (
                         _BARE_KEY_BEFORE_QUOTE.search(tail)
                     ):
                         self.i = comma_at
-                        return self._finish(buf[: comma_len - 1], ctx, fixes + 1, -1)
+                        value = "".join(buf)[: comma_len - 1]
+                        return self._finish([value], ctx, fixes + 1, -1)
                 buf.append(c)  # an unescaped quote inside the string
+                blen += 1
                 fixes += 1
                 raw_tail = -1
                 i += 1
                 continue
             if c == ",":
-                comma_at, comma_len = i, len(buf) + 1
+                comma_at, comma_len = i, blen + 1
             elif c in "{}[]":
                 if c == "{":
                     braces += 1
@@ -101,10 +153,11 @@ class StringReader(Cursor):
                 else:
                     brackets -= 1
             if c == "\n" and raw_tail < 0:
-                raw_tail = len(buf)
+                raw_tail = blen
             elif c not in WS:
                 raw_tail = -1
             buf.append(c)
+            blen += 1
             i += 1
         return self._unterminated(buf, ctx, fixes)
 
@@ -129,14 +182,14 @@ class StringReader(Cursor):
         return i + 2
 
     def _finish(self, buf: list[str], ctx: str, fixes: int, raw_tail: int = -1) -> Node:
+        value = "".join(buf)
         if ctx != "key" and raw_tail >= 0:
             # A raw line break right before the closing quote (`"text<newline>"`) goes;
             # the start of the whitespace run is found from the raw-newline position.
             start = raw_tail
-            while start > 0 and buf[start - 1] in " \t\r":
+            while start > 0 and value[start - 1] in " \t\r":
                 start -= 1
-            del buf[start:]
-        value = "".join(buf)
+            value = value[:start]
         return Node("string", value, text=value, fixes=fixes)
 
     def _unterminated(self, buf: list[str], ctx: str, fixes: int) -> Node:
@@ -149,10 +202,12 @@ class StringReader(Cursor):
         needed = "".join(
             "}" if k == "object" else ")" if k == "tuple" else "]" for k in reversed(self.stack)
         )
-        tail = re.search(r"[\]})\s]*$", value)
-        closers = re.sub(r"\s", "", tail.group()) if tail else ""
+        # The trailing run of closing brackets and blanks, found from the end (a regex
+        # search for it would backtrack from every blank: quadratic on a run of them).
+        cut = len(value.rstrip(_TAIL))
+        WORK.scanned += len(value) - cut + 1
+        closers = "".join(c for c in value[cut:] if c in "]})")
         if closers and needed.startswith(closers):
-            cut = len(value) - len(tail.group()) if tail else len(value)
             self.i = self.n - (len(value) - cut)
             return Node("string", value[:cut], text=value[:cut], fixes=fixes + 1)
         self.i = self.n

@@ -9,6 +9,8 @@ validates the result (its errors are wrapped in `OutputParseError`).
 
 from __future__ import annotations
 
+import copy
+import json
 import types
 import typing
 from collections.abc import Callable
@@ -18,8 +20,18 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import SchemaValidator
 
 from surge._errors import ConfigError, ParseAttempt
+from surge._parsing._clean import NotClean, clean
+from surge._parsing._depth import (
+    DEFAULT_MAX_DEPTH,
+    TooDeep,
+    check_max_depth,
+    deeper_than,
+    nesting_depth,
+    recursion_room,
+)
 from surge._parsing._rank import fail, rank
 from surge._parsing._schema import Schema, compile_schema
+from surge._parsing._tagged import prebuild
 
 __all__ = ["parse"]
 
@@ -85,12 +97,61 @@ def _add_field_names(by_alias: Any, by_name: Any) -> None:
             _add_field_names(a, b)
 
 
+def _recursive(root: Schema) -> bool:
+    """Does the compiled schema refer back to itself (a recursive model)?"""
+    on_path: set[int] = set()
+    done: set[int] = set()
+    stack: list[tuple[Schema, bool]] = [(root, False)]
+    while stack:
+        s, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(s))
+            done.add(id(s))
+            continue
+        if id(s) in on_path:
+            return True
+        if id(s) in done:
+            continue
+        on_path.add(id(s))
+        stack.append((s, True))
+        children = list(s.branches) + [p.schema for p in s.props]
+        children += [c for c in (s.items, s.extra) if c is not None]
+        for child in children:
+            stack.append((child, False))
+    return False
+
+
+def _has_smart_tagged_union(root: Schema) -> bool:
+    """Does the schema hold a union told apart by a tag that pydantic validates "smart"?
+
+    pydantic tries every member of such a union in full before it looks at the tag, so on
+    nested input (a recursive schema) its own `validate_json` costs 2^depth. The lenient
+    path picks the member by its tag and is linear, so such targets skip the fast path.
+    (Recursive anywhere, tagged anywhere: it errs toward the lenient path.)
+    """
+    seen: set[int] = set()
+    todo = [root]
+    while todo:
+        s = todo.pop()
+        if id(s) in seen:
+            continue
+        seen.add(id(s))
+        if s.kind == "union" and "discriminator" not in s.raw and s.tag() is not None:
+            return True
+        todo.extend(s.branches)
+        todo.extend(p.schema for p in s.props)
+        todo.extend(c for c in (s.items, s.extra) if c is not None)
+    return False
+
+
 def _prepare_fast(target: Any) -> Callable[[str], Any] | None:
     entry = _target(target)
     base = entry.schema.non_null()
     fast: Callable[[str], Any] | None = None
     # A string target takes the raw text verbatim, which validate_json would unquote.
-    if base.kind != "string" or "format" in base.raw:  # dates and the like: not verbatim
+    # A recursive tagged union costs pydantic 2^depth (see `_has_smart_tagged_union`).
+    exponential = _has_smart_tagged_union(entry.schema) and _recursive(entry.schema)
+    if not exponential and (base.kind != "string" or "format" in base.raw):
         # pydantic-core's validator itself: the same validation as
         # `TypeAdapter.validate_json` without its Python wrapper (a deferred build, whose
         # validator is a placeholder until first use, keeps the wrapper).
@@ -106,7 +167,36 @@ def _prepare_fast(target: Any) -> Callable[[str], Any] | None:
     return fast
 
 
-def parse(text: str, target: Any, *, partial: bool = False) -> Any:
+class _SchemaEntry:
+    """A schema dict compiled once: the dict, a copy to notice changes, the `Schema`."""
+
+    __slots__ = ("copy", "schema", "target")
+
+    def __init__(self, target: dict[str, Any]) -> None:
+        self.target = target
+        self.copy = copy.deepcopy(target)
+        self.schema = compile_schema(target)
+
+
+# id(schema dict) -> its compiled entry (checked against the dict on every use).
+_SCHEMAS: dict[int, _SchemaEntry] = {}
+
+
+def _schema_entry(target: dict[str, Any]) -> _SchemaEntry:
+    entry = _SCHEMAS.get(id(target))
+    # The same dict, unchanged since it was compiled (a changed one is compiled again).
+    if entry is not None and entry.target is target and entry.copy == target:
+        return entry
+    entry = _SchemaEntry(target)
+    if len(_SCHEMAS) >= _CACHE_LIMIT:
+        _SCHEMAS.clear()
+    _SCHEMAS[id(target)] = entry
+    return entry
+
+
+def parse(
+    text: str, target: Any, *, partial: bool = False, max_depth: int = DEFAULT_MAX_DEPTH
+) -> Any:
     """Parse a language model's text into `target`, leniently.
 
     Args:
@@ -117,6 +207,9 @@ def parse(text: str, target: Any, *, partial: bool = False) -> Any:
             or a JSON Schema dict (draft 2020-12, pydantic style; `{}` means any JSON).
         partial: Parse a stream cut short: values not seen yet are `None` (lists `[]`),
             and a trailing number that may still grow is left out.
+        max_depth: How deep objects and arrays may nest (1 to 1000; `[1]` is 1 deep).
+            Deeper text is an error, never a shorter value. The default, 200, is the
+            depth pydantic's JSON reader accepts.
 
     Returns:
         For a type, the validated value (a model instance, ...). For a schema dict, a
@@ -125,11 +218,14 @@ def parse(text: str, target: Any, *, partial: bool = False) -> Any:
         too), with the fields not seen yet set to `None`.
 
     Raises:
-        OutputParseError: Nothing in the text fits the target; `attempts` lists every
-            candidate tried and why it failed.
-        ConfigError: `target` is neither a type pydantic accepts nor a schema dict, or
-            `text` is not a string.
+        OutputParseError: Nothing in the text fits the target (`attempts` lists every
+            candidate tried and why it failed), or the text nests deeper than
+            `max_depth` (the message gives the depth and the limit).
+        ConfigError: `target` is neither a type pydantic accepts nor a schema dict,
+            `text` is not a string, or `max_depth` is out of range.
     """
+    if max_depth != DEFAULT_MAX_DEPTH:
+        check_max_depth(max_depth)
     if not partial:
         try:
             fast = _FAST[target]
@@ -139,30 +235,67 @@ def parse(text: str, target: Any, *, partial: bool = False) -> Any:
             fast = None
         if fast is not None:
             try:
-                return fast(text)
+                value = fast(text)
             except ValidationError:
                 pass
+            else:
+                # pydantic's JSON reader stops at the default depth itself.
+                if max_depth >= DEFAULT_MAX_DEPTH or not deeper_than(text, max_depth):
+                    return value
+                raise _too_deep(text, target, max_depth)
     if not isinstance(text, str):
         raise ConfigError(f"parse() needs the model output as str, got {type(text).__name__}")
     try:
-        if isinstance(target, dict):
-            schema = compile_schema(target)
-            ranked, attempts = rank(text, schema, partial=partial)
-            if not ranked:
-                raise fail(text, target, schema.describe(), attempts)
-            return ranked[0].value
-        return _parse_type(text, target, partial)
+        # Deep text needs more recursion room than Python's default gives.
+        if text.count("{") + text.count("[") > 60:
+            with recursion_room(max_depth):
+                return _parse(text, target, partial, max_depth)
+        return _parse(text, target, partial, max_depth)
+    except TooDeep:
+        raise _too_deep(text, target, max_depth) from None
     except RecursionError:
-        why = "the value is nested too deeply to read"
+        why = "the value is nested too deeply for Python's recursion limit"
         raise fail(text, target, _name(target), [ParseAttempt(text, why)]) from None
 
 
-def _parse_type(text: str, target: Any, partial: bool) -> Any:
+def _parse(text: str, target: Any, partial: bool, max_depth: int) -> Any:
+    if not isinstance(target, dict):
+        return _parse_type(text, target, partial, max_depth)
+    entry = _schema_entry(target)
+    if not partial and text[:1] in _JSON_START:
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            try:
+                return clean(value, entry.schema, max_depth)
+            except NotClean:
+                pass
+    ranked, attempts = rank(text, entry.schema, partial=partial, max_depth=max_depth)
+    if not ranked:
+        raise fail(text, target, entry.schema.describe(), attempts)
+    return ranked[0].value
+
+
+_JSON_START = frozenset('{["-0123456789tfn')
+
+
+def _too_deep(text: str, target: Any, max_depth: int) -> Exception:
+    depth = nesting_depth(text)
+    why = (
+        f"the value is nested {depth} levels deep, deeper than max_depth={max_depth}"
+        " (a setting of surge.parse)"
+    )
+    return fail(text, target, _name(target), [ParseAttempt(text, why)])
+
+
+def _parse_type(text: str, target: Any, partial: bool, max_depth: int) -> Any:
     entry = _target(target)
-    ranked, attempts = rank(text, entry.schema, partial=partial)
+    ranked, attempts = rank(text, entry.schema, partial=partial, max_depth=max_depth)
     for result in ranked:
         try:
-            return entry.adapter.validate_python(result.value)
+            return entry.adapter.validate_python(prebuild(target, result.value))
         except ValidationError as exc:
             if partial:
                 return _construct(target, result.value)

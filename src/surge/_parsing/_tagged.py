@@ -1,0 +1,145 @@
+"""Pre-build the members of tagged unions of models, so pydantic validates in linear time.
+
+pydantic validates a plain `A | B` union in "smart" mode: it tries every member, and a
+member's fields in full, before it looks at the `Literal` tag that tells them apart. For
+recursive models whose tag comes after the recursive field that costs 2^depth. After the
+coercer has fitted the value, each dict that sits where a tagged union of models is
+expected names its member through the tag, so it is built as that member (its children
+first) with `Model.model_validate`; pydantic then meets an instance of the right class at
+each union, which it accepts at once. Nothing else changes: values under no tagged union
+stay plain, and a union with no tag (or a tag that matches no member) is left to pydantic.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+
+__all__ = ["prebuild"]
+
+
+def prebuild(tp: Any, value: Any) -> Any:
+    """Return `value` with each dict under a tagged union of models built as its member.
+
+    Raises:
+        pydantic.ValidationError: A member rejects the dict that names it.
+    """
+    return _Builder().build(tp, value)
+
+
+class _Builder:
+    def __init__(self) -> None:
+        # (id of value, type) -> built: a value reached twice under one type (it is not,
+        # in a tree; the memo keeps the walk linear whatever the type graph) is built once.
+        self.memo: dict[tuple[int, Any], Any] = {}
+
+    def build(self, tp: Any, value: Any) -> Any:
+        if not isinstance(value, (dict, list)):
+            return value
+        try:
+            key = (id(value), tp)
+            return self.memo[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable annotation
+            return value
+        built = self._build(tp, value)
+        self.memo[key] = built
+        return built
+
+    def _build(self, tp: Any, value: Any) -> Any:
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if origin is typing.Annotated:
+            return self.build(args[0], value)
+        if origin in (typing.Union, types.UnionType):
+            member = _member(args, value) if isinstance(value, dict) else None
+            if member is None:
+                return value
+            return member.model_validate(self._fields(member, value))
+        if isinstance(tp, type) and issubclass(tp, BaseModel) and isinstance(value, dict):
+            return self._fields(tp, value)
+        if origin is list and isinstance(value, list) and args:
+            return [self.build(args[0], v) for v in value]
+        if origin is dict and isinstance(value, dict) and len(args) == 2:
+            return {k: self.build(args[1], v) for k, v in value.items()}
+        return value
+
+    def _fields(self, model: type[BaseModel], value: dict[str, Any]) -> dict[str, Any]:
+        out = dict(value)
+        for keys, annotation in _fields(model):
+            for key in keys:
+                if key in out:
+                    out[key] = self.build(annotation, out[key])
+                    break
+        return out
+
+
+_FIELDS: dict[type[BaseModel], list[tuple[list[str], Any]]] = {}
+
+
+def _fields(model: type[BaseModel]) -> list[tuple[list[str], Any]]:
+    """(keys, resolved annotation) of each field of `model`.
+
+    pydantic can leave a forward reference (`"A | B | None"`) unresolved in
+    `model_fields` even after the model is complete; `get_type_hints` resolves it.
+    """
+    known = _FIELDS.get(model)
+    if known is not None:
+        return known
+    hints: dict[str, Any] = {}
+    if any(isinstance(i.annotation, (str, typing.ForwardRef)) for i in model.model_fields.values()):
+        try:
+            hints = typing.get_type_hints(model, include_extras=True)
+        except Exception:  # a name only the defining scope knew: leave those to pydantic
+            hints = {}
+    out = [
+        (_keys(name, info), hints.get(name, info.annotation))
+        for name, info in model.model_fields.items()
+    ]
+    if len(_FIELDS) >= 512:
+        _FIELDS.clear()
+    _FIELDS[model] = out
+    return out
+
+
+def _keys(name: str, info: Any) -> list[str]:
+    keys = [a for a in (info.validation_alias, info.alias) if isinstance(a, str)]
+    return [*keys, name]
+
+
+def _member(args: tuple[Any, ...], value: dict[str, Any]) -> type[BaseModel] | None:
+    """The one model among `args` whose `Literal` fields all match `value`, if any."""
+    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    if len(models) < 2:
+        return None
+    found: list[type[BaseModel]] = []
+    for model in models:
+        tags = _tags(model)
+        if not tags:
+            return None  # an untagged member: leave the choice to pydantic
+        if all(any(k in value and value[k] in allowed for k in ks) for ks, allowed in tags):
+            found.append(model)
+    return found[0] if len(found) == 1 else None
+
+
+_TAGS: dict[type[BaseModel], list[tuple[list[str], tuple[Any, ...]]]] = {}
+
+
+def _tags(model: type[BaseModel]) -> list[tuple[list[str], tuple[Any, ...]]]:
+    """The `Literal` fields of `model`: (the keys it may be written under, allowed values)."""
+    known = _TAGS.get(model)
+    if known is not None:
+        return known
+    out = []
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if typing.get_origin(ann) is typing.Literal:
+            out.append((_keys(name, info), typing.get_args(ann)))
+    if len(_TAGS) >= 512:
+        _TAGS.clear()
+    _TAGS[model] = out
+    return out
