@@ -1,7 +1,8 @@
 """instructor (over openai 2.x, httpx) on `surge.http_client()`, against the simulator.
 
 instructor 1.17 pins jiter<0.15 and openai 3.x needs jiter>=0.16, so it installs beside
-openai 2.x only today: a "legacy" drop-in test (docs/drop-in.md).
+openai 2.x only today, and not in the main env either (its CLI deps make `import httpx`
+load rich): an "instructor" drop-in test, in .venv-instructor (docs/drop-in.md).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from _env import need
 import surge
 from surge.testing import ChatRequest, Failure, SimulatedServer
 
-instructor = need("legacy", "instructor")
-openai = need("legacy", "openai", openai_major=2)
+instructor = need("instructor", "instructor")
+openai = need("instructor", "openai", openai_major=2)
 
 from instructor.core import InstructorRetryException  # noqa: E402
 
