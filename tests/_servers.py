@@ -19,6 +19,9 @@ query string:
     noreply=1   close the connection without answering
     noreply_once=K  the first request with key K: as noreply; later ones answer
     stall=1     never answer
+    lf=1        answer with bare LF line ends
+    stray=1     send a stray CRLF right after the body
+    early=CODE  answer CODE (Connection: close) before reading the body, then close
 `seen` lists the request targets (path and query) in the order the server read them.
 `SilentServer` accepts connections and never reads them (uploads stall).
 `H2Server` runs hypercorn (HTTP/2 over TLS with ALPN, or cleartext prior knowledge).
@@ -157,6 +160,17 @@ class RawServer(_Base):
                     if ":" in line:
                         name, value = line.split(":", 1)
                         headers[name.strip().lower()] = value.strip()
+                if "early=" in target:
+                    # Answer before reading the body, then close (as a 413 does).
+                    code = parse_qs(target.partition("?")[2])["early"][0]
+                    self._changed(requests=1)
+                    writer.write(
+                        f"HTTP/1.1 {code} Too Large\r\nContent-Length: 2\r\n"
+                        "Connection: close\r\n\r\nno".encode()
+                    )
+                    await writer.drain()
+                    writer.close()
+                    return
                 length = int(headers.get("content-length", "0"))
                 body = await reader.readexactly(length) if length else b""
                 if headers.get("transfer-encoding", "").lower() == "chunked":
@@ -240,7 +254,10 @@ class RawServer(_Base):
             return False
         else:
             head += f"Content-Length: {len(payload)}\r\n\r\n"
-            writer.write(head.encode() + (b"" if method == "HEAD" else payload))
+            if query.get("lf"):
+                head = head.replace("\r\n", "\n")
+            tail = b"\r\n" if query.get("stray") else b""
+            writer.write(head.encode() + (b"" if method == "HEAD" else payload) + tail)
         await writer.drain()
         return not query.get("close")
 

@@ -14,13 +14,39 @@ request attached; the pool attaches it.
 from __future__ import annotations
 
 import asyncio
+import errno as _errno
 import os
 import ssl
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-__all__ = ["Backend", "Stream", "Timer", "Waiter", "get_backend", "make_ssl_context"]
+import httpx
+
+__all__ = [
+    "Backend",
+    "Stream",
+    "Timer",
+    "TooManyOpenFiles",
+    "Waiter",
+    "connect_error",
+    "get_backend",
+    "make_ssl_context",
+]
+
+
+class TooManyOpenFiles(httpx.ConnectError):
+    """A connect failed because the process ran out of file descriptors (EMFILE/ENFILE)."""
+
+
+def connect_error(host: str, port: int, exc: OSError) -> httpx.ConnectError:
+    """Return the ConnectError for an OSError from connect; EMFILE gets its own type."""
+    # trio reports "all attempts to connect failed", the causes in an exception group.
+    cause = exc.__cause__
+    causes = [exc, *getattr(cause, "exceptions", [cause] if cause is not None else [])]
+    if any(getattr(e, "errno", None) in (_errno.EMFILE, _errno.ENFILE) for e in causes):
+        return TooManyOpenFiles(f"could not connect to {host}:{port}: {exc} (too many open files)")
+    return httpx.ConnectError(f"could not connect to {host}:{port}: {exc}")
 
 
 class Timer(Protocol):
@@ -83,6 +109,14 @@ class Backend:
         """Return a new waiter."""
         raise NotImplementedError
 
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run `fn()` in a background task of the loop (it must catch its own errors)."""
+        raise NotImplementedError
+
+    def is_current(self) -> bool:
+        """True if this backend's event loop is the one running now."""
+        raise NotImplementedError
+
     async def connect(
         self, host: str, port: int, ssl_context: ssl.SSLContext | None, time_limit: float | None
     ) -> Stream:
@@ -133,8 +167,14 @@ def make_ssl_context(verify: bool | str | ssl.SSLContext, http2: bool) -> ssl.SS
         The context.
     """
     if isinstance(verify, ssl.SSLContext):
-        ctx = verify
-    elif verify is False:
+        # A context cannot be copied (client certificates would be lost), so the caller's
+        # is used as given; ALPN is only ever widened on it, never narrowed, so that two
+        # pools sharing it cannot flip each other between HTTP/1.1 and HTTP/2 (a pool
+        # without http2 speaks HTTP/2 if the server picks it from a context offering h2).
+        if http2:
+            verify.set_alpn_protocols(["h2", "http/1.1"])
+        return verify
+    if verify is False:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE

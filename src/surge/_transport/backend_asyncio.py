@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import ssl
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
-from surge._transport.backend import Backend, Stream, Timer, Waiter
+from surge._transport.backend import Backend, Stream, Timer, Waiter, connect_error
 from surge._transport.deadlines import Deadlines
 
 __all__ = ["AsyncioBackend"]
@@ -92,7 +92,13 @@ def _connect_expired(state: _ConnectTimer) -> None:
 
 
 class _AsyncioStream(asyncio.Protocol):
-    """A byte stream over an asyncio transport: buffers what arrives, wakes one reader."""
+    """A byte stream over an asyncio transport: buffers what arrives, wakes one reader.
+
+    `atomic_writes`: a send hands all its bytes to the transport before it can wait, so a
+    cancelled send never leaves part of its data unsent.
+    """
+
+    atomic_writes = True
 
     __slots__ = (
         "_buf",
@@ -261,6 +267,17 @@ class AsyncioBackend(Backend):
         self._loop = asyncio.get_running_loop()
         self._deadlines = Deadlines(self._loop)
         self.now = self._loop.time  # type: ignore[method-assign]
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run `fn()` in a task of the loop (a reference is kept until it ends)."""
+        task: asyncio.Task[None] = self._loop.create_task(fn())  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def is_current(self) -> bool:
+        """True if this backend's loop is the running one."""
+        return asyncio._get_running_loop() is self._loop
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Call `callback` after `delay` seconds on the loop."""
@@ -293,7 +310,7 @@ class AsyncioBackend(Backend):
             except ssl.SSLError as exc:
                 raise httpx.ConnectError(f"TLS handshake with {host}:{port} failed: {exc}") from exc
             except OSError as exc:
-                raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
+                raise connect_error(host, port, exc) from exc
             return self._connected(stream, ssl_context)
         # Like asyncio.timeout, but the timer is a deadline-queue entry, not a heap timer.
         task = asyncio.current_task()
@@ -312,7 +329,7 @@ class AsyncioBackend(Backend):
         except ssl.SSLError as exc:
             raise httpx.ConnectError(f"TLS handshake with {host}:{port} failed: {exc}") from exc
         except OSError as exc:
-            raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
+            raise connect_error(host, port, exc) from exc
         finally:
             self._deadlines.cancel(deadline)
         return self._connected(stream, ssl_context)

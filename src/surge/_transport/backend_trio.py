@@ -12,17 +12,18 @@ import os
 import select
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import trio
 
-from surge._transport.backend import Backend, Stream, Timer, Waiter
+from surge._transport.backend import Backend, Stream, Timer, Waiter, connect_error
 
 __all__ = ["TrioBackend"]
 
 _READ_SIZE = 65536
+_HAS_POLL = hasattr(select, "poll")
 
 
 class _TrioWaiter:
@@ -84,6 +85,10 @@ class _TrioStream:
             fd = self._sock.fileno()
             if fd < 0:
                 return True
+            if _HAS_POLL:  # select.select refuses fds >= 1024 (FD_SETSIZE)
+                poller = select.poll()
+                poller.register(fd, select.POLLIN)
+                return bool(poller.poll(0))
             readable, _, _ = select.select([fd], [], [], 0)
         except (OSError, ValueError):
             return True
@@ -123,6 +128,7 @@ class TrioBackend(Backend):
 
     def __init__(self) -> None:
         self.now = trio.current_time  # type: ignore[method-assign]
+        self._token = trio.lowlevel.current_trio_token()
         self._timers: list[_TrioTimer] = []
         self._scope: Any = None
         self._started = False
@@ -159,6 +165,13 @@ class TrioBackend(Backend):
         finally:
             self._scope = None
 
+    def is_current(self) -> bool:
+        """True if this backend's trio run is the running one."""
+        try:
+            return trio.lowlevel.current_trio_token() is self._token
+        except RuntimeError:
+            return False
+
     def close(self) -> None:
         """Drop pending timers and stop the timer task."""
         self._closed = True
@@ -169,6 +182,10 @@ class TrioBackend(Backend):
     def waiter(self) -> Waiter:
         """Return a new waiter."""
         return _TrioWaiter()
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run `fn()` in a trio system task (cancelled when the run ends)."""
+        trio.lowlevel.spawn_system_task(fn, name="surge pool background write")
 
     async def connect(
         self, host: str, port: int, ssl_context: ssl.SSLContext | None, time_limit: float | None
@@ -198,6 +215,6 @@ class TrioBackend(Backend):
             cause = exc.__cause__ or exc
             raise httpx.ConnectError(f"TLS handshake with {host}:{port} failed: {cause}") from exc
         except OSError as exc:
-            raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
+            raise connect_error(host, port, exc) from exc
         tcp.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return _TrioStream(stream, tcp.socket, alpn)

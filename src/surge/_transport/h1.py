@@ -19,9 +19,14 @@ from surge._timings import TIMINGS_EXTENSION, Timings
 from surge._transport.backend import Stream
 from surge._transport.h1_parser import ProtocolError, ResponseParser, serialize_head
 
-__all__ = ["H1Body", "H1Connection", "Owner", "RetryableError"]
+__all__ = ["STALE_RACE_SECONDS", "H1Body", "H1Connection", "Owner", "RetryableError"]
 
 _HTTP11 = b"HTTP/1.1"
+
+STALE_RACE_SECONDS = 0.2
+"""A reused connection that ends with no response byte this soon (or within two connect
+times) after the request was sent is taken for the stale keep-alive race, and the request
+is sent once more; later, it surfaces as `httpx.RemoteProtocolError`."""
 
 
 class Owner(Protocol):
@@ -81,6 +86,34 @@ class H1Connection:
         """Close the socket at once."""
         self.stream.close()
 
+    def _stale(self, exc: BaseException, sent: float) -> bool:
+        """True if a failure on a reused connection is the stale keep-alive race.
+
+        The peer closed the idle connection before it could read the request: the write
+        failed, or the connection ended with no response byte right after the request
+        went out. A server that worked on the request and then dropped it is not that
+        race: resending a paid call is for `RetryPolicy` to decide, not the pool.
+        """
+        if isinstance(exc, httpx.WriteError):
+            return True
+        if not isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)) or sent < 0:
+            return False
+        return self.owner.now() - sent <= max(STALE_RACE_SECONDS, 2 * self.connect_time)
+
+    async def _read_early_answer(self, read_timeout: float | None) -> bool:
+        """After a failed write, read a response the server sent before it closed."""
+        parser = self.parser
+        try:
+            while not parser.head_done:
+                data = await self.stream.receive(read_timeout)
+                if not data:
+                    return False
+                parser.feed(data)
+        except (httpx.TransportError, ProtocolError):
+            return False
+        parser.keep_alive = False
+        return True
+
     def abandon(self) -> None:
         """Close the socket without touching the event loop."""
         self.stream.abandon()
@@ -106,6 +139,7 @@ class H1Connection:
         parser.start(method == "HEAD")
         reused = self.served > 0
         timings.reused = reused
+        sent = -1.0
         try:
             try:
                 url = request.url
@@ -114,16 +148,23 @@ class H1Connection:
                     body: bytes | None = request.content
                 except httpx.RequestNotRead:
                     body = None
-                if body is not None:
-                    await stream.send(head + body if body else head, write_timeout)
-                else:
-                    await stream.send(head, write_timeout)
-                    chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
-                    async for chunk in request.stream:  # type: ignore[union-attr]
-                        if chunk:
-                            await stream.send(_chunked(chunk) if chunked else chunk, write_timeout)
-                    if chunked:
-                        await stream.send(b"0\r\n\r\n", write_timeout)
+                try:
+                    if body is not None:
+                        await stream.send(head + body if body else head, write_timeout)
+                    else:
+                        await stream.send(head, write_timeout)
+                        chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
+                        async for chunk in request.stream:  # type: ignore[union-attr]
+                            if chunk:
+                                data = _chunked(chunk) if chunked else chunk
+                                await stream.send(data, write_timeout)
+                        if chunked:
+                            await stream.send(b"0\r\n\r\n", write_timeout)
+                except httpx.WriteError:
+                    # A server may answer before it read the whole body (413, then close):
+                    # its answer is what the caller needs, not our broken write.
+                    if not await self._read_early_answer(read_timeout):
+                        raise
                 sent = owner.now()
                 while not parser.head_done:
                     data = await stream.receive(read_timeout)
@@ -139,7 +180,8 @@ class H1Connection:
             if (
                 reused
                 and not parser.received
-                and isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError))
+                and isinstance(exc, httpx.TransportError)
+                and self._stale(exc, sent)
             ):
                 raise RetryableError(exc) from exc
             raise

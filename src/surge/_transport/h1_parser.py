@@ -117,6 +117,9 @@ class ResponseParser:
     def feed(self, data: bytes) -> None:
         """Parse newly received bytes.
 
+        The work is linear in the bytes fed: the buffer is walked with an offset, and each
+        body byte is copied once (into `chunks`), however many chunks one read holds.
+
         Args:
             data: Bytes read from the connection (not empty).
 
@@ -137,10 +140,11 @@ class ResponseParser:
             self._remaining = 0
             self._finish()
             if size > remaining:
-                raise ProtocolError("received data after the end of the response")
+                self._after_end(data[remaining:])
             return
         if state == _DONE:
-            raise ProtocolError("received data after the end of the response")
+            self._after_end(data)
+            return
         self._buf = self._buf + data if self._buf else data
         self._run()
 
@@ -168,99 +172,120 @@ class ResponseParser:
     def _finish(self) -> None:
         self._state = _DONE
         self.complete = True
-        if self._buf:
-            self._buf = b""
+
+    def _after_end(self, rest: bytes) -> None:
+        """Bytes after the end of the response: stray line ends are ignored (RFC 9112 2.2)."""
+        if rest.strip(b"\r\n"):
             self.keep_alive = False
             raise ProtocolError("received data after the end of the response")
 
     def _run(self) -> None:
-        while True:
-            state = self._state
-            buf = self._buf
-            if state == _HEAD:
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(buf) > MAX_HEAD_BYTES:
-                        raise ProtocolError(f"response head larger than {MAX_HEAD_BYTES} bytes")
-                    return
-                self._buf = buf[end + 4 :]
-                self._parse_head(buf[:end])
-            elif state == _LENGTH:
-                if not buf:
-                    return
-                remaining = self._remaining
-                if len(buf) <= remaining:
-                    self.chunks.append(buf)
-                    self._buf = b""
-                    self._remaining = remaining - len(buf)
-                    if self._remaining == 0:
-                        self._finish()
-                    return
-                self.chunks.append(buf[:remaining])
-                self._buf = buf[remaining:]
-                self._remaining = 0
-                self._finish()
-                return
-            elif state == _CHUNK_SIZE:
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    if len(buf) > _MAX_CHUNK_LINE:
-                        raise ProtocolError("chunk size line too long")
-                    return
-                line = buf[:end].split(b";", 1)[0].strip()
-                try:
-                    size = int(line, 16)
-                except ValueError:
-                    raise ProtocolError(f"invalid chunk size {line[:20]!r}") from None
-                if size < 0:
-                    raise ProtocolError(f"invalid chunk size {line[:20]!r}")
-                self._buf = buf[end + 2 :]
-                if size == 0:
-                    self._state = _TRAILERS
-                else:
-                    self._remaining = size
-                    self._state = _CHUNK_DATA
-            elif state == _CHUNK_DATA:
-                if not buf:
-                    return
-                remaining = self._remaining
-                if len(buf) < remaining:
-                    self.chunks.append(buf)
-                    self._remaining = remaining - len(buf)
-                    self._buf = b""
-                    return
-                self.chunks.append(buf[:remaining])
-                self._buf = buf[remaining:]
-                self._state = _CHUNK_CRLF
-            elif state == _CHUNK_CRLF:
-                if len(buf) < 2:
-                    return
-                if buf[:2] != b"\r\n":
-                    raise ProtocolError("missing CRLF after a chunk")
-                self._buf = buf[2:]
-                self._state = _CHUNK_SIZE
-            elif state == _TRAILERS:
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    if len(buf) > MAX_HEAD_BYTES:
-                        raise ProtocolError("trailers too long")
-                    return
-                self._buf = buf[end + 2 :]
-                if end == 0:
+        buf = self._buf
+        pos = 0
+        size = len(buf)
+        chunks = self.chunks
+        try:
+            while True:
+                state = self._state
+                if state == _CHUNK_DATA:
+                    avail = size - pos
+                    if not avail:
+                        return
+                    remaining = self._remaining
+                    if avail < remaining:
+                        chunks.append(buf[pos:] if pos else buf)
+                        self._remaining = remaining - avail
+                        pos = size
+                        return
+                    chunks.append(buf[pos : pos + remaining])
+                    pos += remaining
+                    self._state = _CHUNK_CRLF
+                elif state == _CHUNK_CRLF:
+                    if pos + 2 <= size and buf[pos : pos + 2] == b"\r\n":
+                        pos += 2
+                    elif pos < size and buf[pos] == 10:  # a bare LF
+                        pos += 1
+                    elif pos + 1 >= size and (pos == size or buf[pos] == 13):
+                        return  # wait for the rest of the line end
+                    else:
+                        raise ProtocolError("missing CRLF after a chunk")
+                    self._state = _CHUNK_SIZE
+                elif state == _CHUNK_SIZE:
+                    end = buf.find(b"\n", pos)
+                    if end < 0 or end - pos > _MAX_CHUNK_LINE:
+                        if size - pos > _MAX_CHUNK_LINE:
+                            raise ProtocolError("chunk size line too long")
+                        return
+                    line = buf[pos:end].split(b";", 1)[0].strip()
+                    try:
+                        chunk_size = int(line, 16)
+                    except ValueError:
+                        raise ProtocolError(f"invalid chunk size {line[:20]!r}") from None
+                    if chunk_size < 0:
+                        raise ProtocolError(f"invalid chunk size {line[:20]!r}")
+                    pos = end + 1
+                    if chunk_size == 0:
+                        self._state = _TRAILERS
+                    else:
+                        self._remaining = chunk_size
+                        self._state = _CHUNK_DATA
+                elif state == _HEAD:
+                    # The head ends at a blank line: CRLF CRLF, or leniently LF LF. Empty
+                    # lines before the status line are skipped (RFC 9112 2.2).
+                    while pos < size and buf[pos] in b"\r\n":
+                        pos += 1
+                    end = buf.find(b"\n\r\n", pos)
+                    bare = buf.find(b"\n\n", pos, size if end < 0 else end)
+                    if bare >= 0:
+                        end, skip = bare, 2
+                    else:
+                        skip = 3
+                    if end < 0 or end - pos > MAX_HEAD_BYTES:
+                        if size - pos > MAX_HEAD_BYTES:
+                            raise ProtocolError(f"response head larger than {MAX_HEAD_BYTES} bytes")
+                        return
+                    head = buf[pos : end - 1] if buf[end - 1] == 13 else buf[pos:end]
+                    pos = end + skip
+                    self._parse_head(head)
+                elif state == _LENGTH:
+                    avail = size - pos
+                    if not avail:
+                        return
+                    remaining = self._remaining
+                    if avail < remaining:
+                        chunks.append(buf[pos:] if pos else buf)
+                        self._remaining = remaining - avail
+                        pos = size
+                        return
+                    chunks.append(buf[pos : pos + remaining])
+                    pos += remaining
+                    self._remaining = 0
                     self._finish()
+                elif state == _TRAILERS:
+                    end = buf.find(b"\n", pos)
+                    if end < 0:
+                        if size - pos > MAX_HEAD_BYTES:
+                            raise ProtocolError("trailers too long")
+                        return
+                    line_empty = end == pos or (end == pos + 1 and buf[pos] == 13)
+                    pos = end + 1
+                    if line_empty:
+                        self._finish()
+                elif state == _UNTIL_CLOSE:
+                    if pos < size:
+                        chunks.append(buf[pos:] if pos else buf)
+                        pos = size
                     return
-            elif state == _UNTIL_CLOSE:
-                if buf:
-                    self.chunks.append(buf)
-                    self._buf = b""
-                return
-            else:
-                if buf:
-                    raise ProtocolError("received data after the end of the response")
-                return
+                else:  # _DONE
+                    if pos < size:
+                        rest, pos = buf[pos:], size
+                        self._after_end(rest)
+                    return
+        finally:
+            self._buf = buf[pos:] if pos < size else b""
 
     def _parse_head(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
+        lines = (head.replace(b"\r\n", b"\n") if b"\r" in head else head).split(b"\n")
         status_line = lines[0]
         parts = status_line.split(b" ", 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):

@@ -14,8 +14,9 @@ stream ends (`release_stream`) and when the connection may take no new stream
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
@@ -30,7 +31,7 @@ import httpx
 
 from surge._timings import TIMINGS_EXTENSION, Timings
 from surge._transport.backend import Stream, Timer
-from surge._transport.h1 import RetryableError
+from surge._transport.h1 import STALE_RACE_SECONDS, RetryableError
 
 __all__ = ["H2Body", "H2Connection"]
 
@@ -40,6 +41,7 @@ _SKIP_HEADERS = frozenset(
     {b"host", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
 _WINDOW = 16 * 1024 * 1024
+_BACKGROUND_WRITE_LIMIT = 10.0  # seconds for a reset flushed in the background
 _STREAM_EVENTS = (
     h2.events.ResponseReceived,
     h2.events.DataReceived,
@@ -63,11 +65,30 @@ class _GoawayStateMachine(h2.connection.H2ConnectionStateMachine):
         return super().process_input(input_)
 
 
+class _Connection(h2.connection.H2Connection):
+    """h2's connection, counting open outbound streams in O(1).
+
+    h2 counts them by scanning every stream it holds on each `send_headers` (O(n) per
+    request, O(n^2) for a burst) and drops closed streams in that scan. Here the streams
+    opened and not yet ended are a set kept by `H2Connection`, which also drops each
+    stream from h2's table when it ends (`end_stream`).
+    """
+
+    def __init__(self, config: h2.config.H2Configuration) -> None:
+        super().__init__(config=config)
+        self.opened: set[int] = set()
+
+    @property
+    def open_outbound_streams(self) -> int:
+        return len(self.opened)
+
+
 class _Owner(Protocol):
     def now(self) -> float: ...
     def release_stream(self, conn: H2Connection) -> None: ...
     def connection_unusable(self, conn: H2Connection) -> None: ...
     def capacity_changed(self, conn: H2Connection) -> None: ...
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None: ...
 
 
 class H2Connection:
@@ -97,7 +118,7 @@ class H2Connection:
         self.connect_time = 0.0
         self.served = 0
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
-        self._h2 = h2.connection.H2Connection(config=config)
+        self._h2 = _Connection(config)
         self._h2.state_machine = _GoawayStateMachine()
         self._events: dict[int, deque[Any]] = {}
         self._parked: dict[int, anyio.Event] = {}
@@ -106,6 +127,13 @@ class H2Connection:
         self._last_stream_id: int | None = None
         self._write_lock = anyio.Lock()
         self._closed = False
+        self._flush_scheduled = False
+        self._write_time_limit: float | None = _BACKGROUND_WRITE_LIMIT
+        self._window_waiting: set[int] = set()
+        self._answered = 0
+        # asyncio hands a whole write to its transport before any await, so a cancelled
+        # write never leaves half a frame; on trio it may, unless shielded (see _flush).
+        self._atomic_writes = bool(getattr(stream, "atomic_writes", False))
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, time_limit: float | None) -> None:
@@ -174,24 +202,41 @@ class H2Connection:
 
     # ------------------------------------------------------------------ I/O
     async def _flush(self, time_limit: float | None) -> None:
-        async with self._write_lock:
+        lock = self._write_lock
+        if lock.locked():
+            await lock.acquire()
+        else:
+            lock.acquire_nowait()  # no checkpoint when free: a read may flush for nothing
+        try:
             # Loop: frames queued by others while this send was blocked go out too, so
             # that the reader never has to wait for the lock (see _read_once).
             while data := self._h2.data_to_send():
                 try:
-                    await self.stream.send(data, time_limit)
+                    if self._atomic_writes:
+                        await self.stream.send(data, time_limit)
+                    else:
+                        # Finish the frames begun even if the writer is cancelled, so that
+                        # other streams on the connection live on (bounded by the limit).
+                        with anyio.CancelScope(shield=True):
+                            limit = _BACKGROUND_WRITE_LIMIT if time_limit is None else time_limit
+                            await self.stream.send(data, limit)
                 except httpx.TransportError as exc:
                     # A write that failed or stalled leaves the connection unusable.
                     self._lost(type(exc)(str(exc)))
                     raise
                 except BaseException:
-                    # Cancelled mid-write: part of a frame may have gone out (trio), so
-                    # the framing of this connection can no longer be trusted.
-                    self._lost(httpx.WriteError("a write on this connection was cancelled"))
-                    self.close()
+                    if not self._atomic_writes:  # pragma: no cover - the send is shielded
+                        self._lost(httpx.WriteError("a write on this connection was cancelled"))
+                        self.close()
                     raise
+        finally:
+            lock.release()
 
     async def _read_once(self, time_limit: float | None) -> None:
+        if not self._write_lock.locked():
+            # WINDOW_UPDATEs queued as the body was read must be out before we wait for
+            # more: the server may be waiting for them.
+            await self._flush(None)
         data = await self.stream.receive(time_limit)
         if not data:
             self._lost(httpx.RemoteProtocolError(f"{self.url} closed the HTTP/2 connection"))
@@ -209,9 +254,19 @@ class H2Connection:
                     parked = self._parked.pop(event.stream_id, None)
                     if parked is not None:
                         parked.set()
+                elif isinstance(event, h2.events.DataReceived) and event.flow_controlled_length:
+                    # Nobody will read it: give its bytes back to the connection window.
+                    self._h2.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id
+                    )
+            elif isinstance(event, h2.events.WindowUpdated):
+                if self._window_waiting:
+                    self._wake_window_waiters(event.stream_id)
             elif isinstance(event, h2.events.RemoteSettingsChanged):
                 self._set_capacity()
                 self.owner.capacity_changed(self)
+                if self._window_waiting:
+                    self._wake_window_waiters(0)
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self._last_stream_id = event.last_stream_id
                 if self.usable:
@@ -222,6 +277,13 @@ class H2Connection:
             # Never wait for the lock here: its holder may be blocked sending until the
             # server reads, and the server until we read. The holder flushes what we queue.
             await self._flush(None)
+
+    def _wake_window_waiters(self, sid: int) -> None:
+        """A window opened: wake the uploads waiting for it (sid 0: the connection's)."""
+        for waiting in list(self._window_waiting) if sid == 0 else [sid]:
+            parked = self._parked.pop(waiting, None)
+            if parked is not None:
+                parked.set()
 
     def _lost(self, error: httpx.TransportError) -> None:
         self._fail(error)
@@ -280,13 +342,57 @@ class H2Connection:
         self._parked.pop(sid).set()
 
     def end_stream(self, sid: int, reset: bool) -> None:
-        """Forget stream `sid` and give its slot back to the pool (once)."""
-        if self._events.pop(sid, None) is None:
+        """Forget stream `sid` and give its slot back to the pool (once).
+
+        DATA queued for it and never read is acknowledged (else the connection's window
+        would shrink for good), and with `reset` a RST_STREAM(CANCEL) goes out at once,
+        so that the server stops working for a caller who left.
+        """
+        queue = self._events.pop(sid, None)
+        if queue is None:
             return
-        if reset and not self._closed:
+        conn = self._h2
+        conn.opened.discard(sid)
+        if not self._closed:
+            unread = sum(
+                e.flow_controlled_length or 0
+                for e in queue
+                if isinstance(e, h2.events.DataReceived)
+            )
             with contextlib.suppress(h2.exceptions.H2Error):
-                self._h2.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+                if unread:
+                    conn.acknowledge_received_data(unread, sid)
+                if not reset:
+                    # An early answer (RFC 9113 8.1) ends the stream before our upload
+                    # did: close our half too.
+                    stream = conn.streams.get(sid)
+                    reset = stream is not None and not stream.closed
+                if reset:
+                    conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+            if reset or unread:
+                self._flush_soon()
+        stream = conn.streams.get(sid)
+        if stream is not None and stream.closed:
+            del conn.streams[sid]  # as h2's own (O(n)) stream count would
+            conn._closed_streams[sid] = stream.closed_by
         self.owner.release_stream(self)
+
+    def _flush_soon(self) -> None:
+        """Send what h2 has queued without waiting for the next request to do it."""
+        if self._flush_scheduled or self._write_lock.locked():
+            return  # the lock's holder sends everything queued before it lets go
+        self._flush_scheduled = True
+        try:
+            self.owner.spawn(self._background_flush)
+        except RuntimeError:  # the event loop is shutting down
+            self._flush_scheduled = False
+
+    async def _background_flush(self) -> None:
+        self._flush_scheduled = False
+        if self._closed or self._error is not None:
+            return
+        with contextlib.suppress(httpx.TransportError):
+            await self._flush(self._write_time_limit or _BACKGROUND_WRITE_LIMIT)
 
     # ------------------------------------------------------------------ requests
     async def handle(
@@ -304,9 +410,10 @@ class H2Connection:
                 reused connection that closed): safe to send again.
             httpx.TransportError: Any other failure.
         """
-        reused = self.served > 0
+        reused = self._answered > 0  # a stream on a brand-new connection is not reused
         self.served += 1
         timings.reused = reused
+        sent = -1.0
         conn = self._h2
         sid = 0
         answered = False
@@ -321,28 +428,37 @@ class H2Connection:
                 body: bytes | None = request.content
             except httpx.RequestNotRead:
                 body = None
+            self._write_time_limit = write_timeout
             conn.send_headers(sid, self._headers(request), end_stream=body == b"")
+            conn.opened.add(sid)
             if body is None:
                 async for chunk in request.stream:  # type: ignore[union-attr]
-                    await self._send_data(sid, chunk, write_timeout)
-                conn.end_stream(sid)
-                await self._flush(write_timeout)
-            elif body:
-                await self._send_data(sid, body, write_timeout)
-                conn.end_stream(sid)
+                    if not await self._send_data(sid, chunk, write_timeout):
+                        break  # the server answered or ended the stream already
+                else:
+                    conn.end_stream(sid)
                 await self._flush(write_timeout)
             else:
-                await self._flush(write_timeout)
+                if body:
+                    await self._send_data(sid, body, write_timeout, end=True)
+                # Sent by one background write for every request queued in this turn of
+                # the loop: a burst of N requests costs a few writes, not N.
+                self._flush_soon()
             sent = self.owner.now()
             while True:
                 event = await self.next_event(sid, read_timeout)
                 if isinstance(event, h2.events.ResponseReceived):
                     break
                 if isinstance(event, h2.events.StreamReset):
+                    if event.error_code == h2.errors.ErrorCodes.REFUSED_STREAM:
+                        raise RetryableError(
+                            httpx.RemoteProtocolError(f"{self.url} refused the stream")
+                        )
                     raise httpx.RemoteProtocolError(
                         f"{self.url} reset the stream (error code {event.error_code})"
                     )
             answered = True
+            self._answered += 1
             timings.ttfb = self.owner.now() - sent
         except BaseException as exc:
             if sid:
@@ -353,12 +469,26 @@ class H2Connection:
                 if isinstance(exc, h2.exceptions.NoAvailableStreamIDError) and self.usable:
                     self.owner.connection_unusable(self)
                 raise RetryableError(httpx.RemoteProtocolError(f"HTTP/2: {exc}")) from None
-            refused = self._last_stream_id is not None and sid > self._last_stream_id
+            if isinstance(exc, RetryableError):
+                raise
+            # Only a stream the server did not process is safe to send again: one above
+            # GOAWAY's last_stream_id, or (the stale keep-alive race) a reused connection
+            # that ended right after the request went out.
             if (
                 isinstance(exc, httpx.TransportError)
                 and not isinstance(exc, httpx.TimeoutException)
                 and not answered
-                and (reused or refused)
+                and (
+                    (sid and self._refused(sid))
+                    or (
+                        reused
+                        and self._last_stream_id is None
+                        and (
+                            isinstance(exc, httpx.WriteError)
+                            or (sent >= 0 and self.owner.now() - sent <= STALE_RACE_SECONDS)
+                        )
+                    )
+                )
             ):
                 raise RetryableError(exc) from exc
             raise
@@ -393,33 +523,92 @@ class H2Connection:
             headers.append((lower, value))
         return headers
 
-    async def _send_data(self, sid: int, data: bytes, time_limit: float | None) -> None:
+    async def _send_data(
+        self, sid: int, data: bytes, time_limit: float | None, end: bool = False
+    ) -> bool:
+        """Send `data` on stream `sid` as flow control allows (with END_STREAM if `end`).
+
+        Returns:
+            False if the server answered, ended or reset the stream before all was sent
+            (the rest is not sent), else True.
+
+        Raises:
+            httpx.WriteTimeout: The window stayed closed for `time_limit` seconds.
+        """
         conn = self._h2
         view = memoryview(data)
-        while view:
-            window = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
-            if window <= 0:
+        deadline = None if time_limit is None else self.owner.now() + time_limit
+        try:
+            while view:
+                window = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+                if window <= 0:
+                    await self._flush(time_limit)
+                    if not await self._wait_for_window(sid, deadline):
+                        return False
+                    continue
+                last = len(view) <= window
+                conn.send_data(sid, bytes(view[:window]), end_stream=end and last)
+                view = view[window:]
+                if last and end:
+                    return True  # the caller flushes: one write for a small request
                 await self._flush(time_limit)
-                await self._wait_for_window(sid, time_limit)
-                continue
-            conn.send_data(sid, bytes(view[:window]))
-            view = view[window:]
-            await self._flush(time_limit)
+                if not self._atomic_writes:  # the shielded write did not see a cancel
+                    await anyio.lowlevel.checkpoint_if_cancelled()
+        except h2.exceptions.StreamClosedError:
+            return False  # reset by the server: its RST_STREAM is queued for the reader
+        return True
 
-    async def _wait_for_window(self, sid: int, time_limit: float | None) -> None:
-        # Read events until the server opens the window; stream events stay queued.
-        with anyio.fail_after(time_limit):
-            while self._h2.local_flow_control_window(sid) <= 0:
+    async def _wait_for_window(self, sid: int, deadline: float | None) -> bool:
+        """Wait until stream `sid` may send again; False if its answer or end came first.
+
+        Reads the socket for everyone if nobody else does (stream events stay queued for
+        their streams); else parks until a WINDOW_UPDATE, a stream event or a hand-off
+        wakes it. Leaving, it hands the reading role on if requests are parked.
+        """
+        queue = self._events[sid]
+        conn = self._h2
+        try:
+            while conn.local_flow_control_window(sid) <= 0:
+                if queue:
+                    return False
                 if self._error is not None:
                     raise type(self._error)(str(self._error))
-                if self._reading:
-                    await anyio.lowlevel.checkpoint()  # another request is reading
-                    continue
-                self._reading = True
-                try:
-                    await self._read_once(None)
-                finally:
-                    self._reading = False
+                if self._refused(sid):
+                    raise httpx.RemoteProtocolError(f"{self.url} refused the stream (GOAWAY)")
+                left = None if deadline is None else deadline - self.owner.now()
+                if left is not None and left <= 0:
+                    raise httpx.WriteTimeout(
+                        f"timed out waiting for {self.url} to open the HTTP/2 flow-control "
+                        "window for the request body"
+                    )
+                if not self._reading:
+                    self._reading = True
+                    try:
+                        await self._read_once(left)
+                    except httpx.ReadTimeout:
+                        continue  # the deadline check above raises WriteTimeout
+                    except httpx.TransportError as exc:
+                        self._lost(type(exc)(str(exc)))
+                        raise
+                    finally:
+                        self._reading = False
+                else:
+                    event = anyio.Event()
+                    self._parked[sid] = event
+                    self._window_waiting.add(sid)
+                    try:
+                        with anyio.move_on_after(math.inf if left is None else left):
+                            await event.wait()
+                    finally:
+                        self._window_waiting.discard(sid)
+                        if self._parked.get(sid) is event:
+                            del self._parked[sid]
+        except h2.exceptions.StreamClosedError:
+            return False
+        finally:
+            if not self._reading and self._parked:
+                self._hand_off()
+        return True
 
 
 class H2Body(httpx.AsyncByteStream):

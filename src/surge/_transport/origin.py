@@ -10,13 +10,15 @@ the counts can never be seen half-updated.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Union
 
 import httpx
 
-from surge._transport.backend import Backend, Timer, Waiter
+from surge._transport.backend import Backend, Timer, TooManyOpenFiles, Waiter
 from surge._transport.h1 import H1Connection
 from surge._transport.h2 import H2Connection
 
@@ -34,6 +36,8 @@ class Open:
 
 OPEN = Open()
 _DEFAULT_STREAMS = 100
+_CLOSED = "this surge pool was closed (aclose or abandon)"
+logger = logging.getLogger("surge")
 
 Conn = Union[H1Connection, H2Connection]  # noqa: UP007 - a runtime alias on 3.10
 
@@ -45,9 +49,11 @@ class Origin:
         "_timer",
         "active",
         "backend",
+        "closed",
         "conns",
         "expiry",
         "h2_cap",
+        "h2_idle",
         "h2_ready",
         "host",
         "idle",
@@ -84,6 +90,7 @@ class Origin:
         self.ssl_context = pool._ssl_context() if scheme == "https" else None
         self.idle: deque[H1Connection] = deque()
         self.h2_ready: dict[H2Connection, None] = {}
+        self.h2_idle: set[H2Connection] = set()  # usable, no stream open
         self.conns: set[Conn] = set()
         self.waiters: deque[Waiter] = deque()
         self.n_waiting = 0
@@ -92,6 +99,11 @@ class Origin:
         self.in_use = 0
         self.h2_cap = _DEFAULT_STREAMS
         self._timer: Timer | None = None
+        self.closed = False
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run `fn()` in a background task of the pool's event loop."""
+        self.backend.spawn(fn)
 
     # ------------------------------------------------------------------ acquire
     def try_acquire(self) -> Conn | Open | None:
@@ -139,15 +151,39 @@ class Origin:
             raise
         if not woken:
             self._left_queue()
+            busy = f"all max_connections={self.max_conn} connections to it are busy"
             raise httpx.PoolTimeout(
                 f"timed out after {time_limit} s waiting for a free connection to {self.url}: "
-                f"all max_connections={self.max_conn} connections to it are busy and "
-                f"{self.n_waiting + 1} request(s) were waiting. Raise max_connections=... "
-                f"if the server can take more requests at once, or the pool= timeout "
-                f"(None waits without limit)."
+                f"{self.wait_reason() or busy} and {self.n_waiting + 1} request(s) were waiting. "
+                f"Raise max_connections=... if the server can take more requests at once, "
+                f"or the pool= timeout (None waits without limit)."
             )
-        value: Conn | Open = waiter.value
+        value: Conn | Open | BaseException = waiter.value
+        if isinstance(value, BaseException):
+            raise type(value)(str(value))
         return value
+
+    def wait_reason(self) -> str | None:
+        """Say why requests wait when it is not the limit (None: all connections busy)."""
+        if self.opening and len(self.conns) == 0:
+            return (
+                f"the pool was still connecting to it ({self.opening} connection(s) being "
+                f"opened, none open yet)"
+            )
+        if self.active < self.max_conn and self.multiplex:
+            return (
+                f"every stream of its {len(self.conns)} HTTP/2 connection(s) was busy and "
+                f"{self.opening} more were being opened"
+            )
+        return None
+
+    def fail_waiters(self, error: BaseException, most: int) -> None:
+        """Wake up to `most` waiters (from the front) with `error` to raise."""
+        waiters = self.waiters
+        while most > 0 and waiters:
+            if waiters.popleft().wake(error):
+                self.n_waiting -= 1
+                most -= 1
 
     def _left_queue(self) -> None:
         self.n_waiting -= 1
@@ -158,7 +194,9 @@ class Origin:
             # Many gave up behind a few that still wait: drop the dead (amortized O(1)).
             self.waiters = deque(w for w in waiters if w.pending())
 
-    def _give_back(self, value: Conn | Open) -> None:
+    def _give_back(self, value: Conn | Open | BaseException) -> None:
+        if isinstance(value, BaseException):
+            return
         if value is OPEN:
             self.open_failed()
         elif isinstance(value, H2Connection):
@@ -185,12 +223,29 @@ class Origin:
             self.opening += 1
 
     # ------------------------------------------------------------------ open
-    async def open(self, time_limit: float | None) -> Conn:
-        """Open a connection with the right obtained from `try_acquire` or `wait`."""
+    async def open(self, time_limit: float | None) -> Conn | None:
+        """Open a connection with the right obtained from `try_acquire` or `wait`.
+
+        Returns:
+            The connection, or None if the process is out of file descriptors while this
+            origin has connections open: the origin's limit is lowered to those, and the
+            request should wait for one of them (`wait`).
+        """
         now = self.now
         started = now()
         try:
             stream = await self.backend.connect(self.host, self.port, self.ssl_context, time_limit)
+        except TooManyOpenFiles as exc:
+            self.active -= 1
+            self.opening -= 1
+            if self.active <= 0:
+                self._open_for_waiters()
+                raise  # nothing open or opening that could free up
+            self._out_of_files(exc)
+            return None
+        except httpx.TransportError as exc:
+            self.open_failed(exc)
+            raise
         except BaseException:
             self.open_failed()
             raise
@@ -199,11 +254,18 @@ class Origin:
             conn2 = H2Connection(stream, self, self.url)
             try:
                 await conn2.start(time_limit)
+            except httpx.TransportError as exc:
+                stream.close()
+                self.open_failed(exc)
+                raise
             except BaseException:
                 stream.close()
                 self.open_failed()
                 raise
             conn2.connect_time = now() - started
+            if self.closed:
+                stream.close()
+                raise httpx.ConnectError(_CLOSED)
             self.opening -= 1
             self.conns.add(conn2)
             self.h2_cap = max(1, conn2.capacity)
@@ -216,6 +278,9 @@ class Origin:
                 self.h2_ready[conn2] = None
             self._open_for_waiters()
             return conn2
+        if self.closed:
+            stream.close()
+            raise httpx.ConnectError(_CLOSED)
         self.opening -= 1
         conn = H1Connection(stream, self, now() - started)
         self.conns.add(conn)
@@ -226,11 +291,37 @@ class Origin:
             self._open_for_waiters()
         return conn
 
-    def open_failed(self) -> None:
-        """Give back the right to open a connection."""
+    def open_failed(self, error: BaseException | None = None) -> None:
+        """Give back the right to open a connection.
+
+        Args:
+            error: Why the connect failed. Under HTTP/2 the requests queued behind this
+                connect (up to one connection's streams) fail with it at once, rather
+                than each trying again in turn, one connect timeout after another.
+        """
+        if self.closed:
+            return  # close_all zeroed the counts
         self.active -= 1
         self.opening -= 1
+        if error is not None and self.multiplex and self.n_waiting:
+            self.fail_waiters(error, self.h2_cap)
         self._open_for_waiters()
+
+    def _out_of_files(self, exc: BaseException) -> None:
+        """Lower this origin's limit to the connections it has; warn once per pool."""
+        self.max_conn = max(1, self.active)
+        pool = self.pool
+        if not pool._warned_fds:
+            pool._warned_fds = True
+            logger.warning(
+                "surge pool: the process ran out of file descriptors (%s) opening a "
+                "connection to %s; requests now queue for its %d open connection(s) instead "
+                "of failing. Raise the limit to get more at once: `ulimit -n 65536` in the "
+                "shell, or resource.setrlimit(resource.RLIMIT_NOFILE, ...) at start-up.",
+                exc,
+                self.url,
+                self.max_conn,
+            )
 
     # ------------------------------------------------------------------ HTTP/1.1 release
     def release(self, conn: H1Connection) -> None:
@@ -277,6 +368,8 @@ class Origin:
         """Count one more stream in use on `conn`."""
         conn.streams += 1
         self.in_use += 1
+        if conn.streams == 1:
+            self.h2_idle.discard(conn)
         if conn.streams >= conn.capacity:
             self.h2_ready.pop(conn, None)
         if conn.idle_timer is not None:
@@ -290,13 +383,22 @@ class Origin:
         if not conn.usable:
             conn.maybe_close()
             return
+        if conn.streams >= conn.capacity:
+            return  # the server lowered MAX_CONCURRENT_STREAMS: no room yet
         if self.n_waiting and self._hand_over(conn):
             self.reserve_stream(conn)
             return
+        if conn.streams == 0:
+            if len(self.idle) + len(self.h2_idle) >= self.max_keepalive or self.pool._closed:
+                self.connection_unusable(conn)  # max_keepalive_connections holds for HTTP/2
+                return
+            self.h2_idle.add(conn)
+            if math.isfinite(self.expiry):
+                conn.idle_since = self.now()
+                conn.idle_timer = self.backend.call_later(
+                    self.expiry, lambda: self._expire_h2(conn)
+                )
         self.h2_ready[conn] = None
-        if conn.streams == 0 and math.isfinite(self.expiry):
-            conn.idle_since = self.now()
-            conn.idle_timer = self.backend.call_later(self.expiry, lambda: self._expire_h2(conn))
 
     def capacity_changed(self, conn: H2Connection) -> None:
         """The server changed MAX_CONCURRENT_STREAMS on `conn`."""
@@ -319,6 +421,7 @@ class Origin:
         """Stop handing out `conn` (GOAWAY, error, expiry) and free its slot."""
         conn.usable = False
         self.h2_ready.pop(conn, None)
+        self.h2_idle.discard(conn)
         if conn.idle_timer is not None:
             conn.idle_timer.cancel()
             conn.idle_timer = None
@@ -343,10 +446,14 @@ class Origin:
         self.conns.clear()
         self.idle.clear()
         self.h2_ready.clear()
+        self.h2_idle.clear()
+        self.closed = True
         self.active = self.opening = 0
         waiters, self.waiters = self.waiters, deque()
+        self.n_waiting = 0
+        error = httpx.ConnectError(_CLOSED + " while the request waited for a connection")
         for waiter in waiters:
-            waiter.wake(OPEN)  # each will find the pool closed when it tries to open
+            waiter.wake(error)
 
     def abandon_all(self) -> None:
         """Close every socket without touching the event loop."""
@@ -356,5 +463,6 @@ class Origin:
         self.conns.clear()
         self.idle.clear()
         self.h2_ready.clear()
+        self.h2_idle.clear()
         self.waiters = deque()
         self._timer = None

@@ -17,6 +17,7 @@ timer, also when the pool is otherwise quiet.
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 import httpx
@@ -25,13 +26,30 @@ from surge._config import PoolConfig
 from surge._timings import PHASE_EXTENSION, PoolStats, Timings
 from surge._transport.backend import Backend, get_backend, make_ssl_context
 from surge._transport.h1 import RetryableError
-from surge._transport.h2 import H2Connection
-from surge._transport.origin import Open, Origin
+from surge._transport.origin import Conn, Open, Origin
 from surge._transport.stats import WAIT_WARNING_THRESHOLD, WaitStats
 
 __all__ = ["PoolTransport"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_fork_generation = [0]  # bumped in a forked child: its pools rebind on their next request
+
+
+def _forked() -> None:
+    _fork_generation[0] += 1
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_forked)
+
+
+def _replayable(request: httpx.Request) -> bool:
+    """True if the request's body can be sent again (bytes, not a stream already read)."""
+    try:
+        request.content  # noqa: B018 - raises for a streamed body
+    except httpx.RequestNotRead:
+        return False
+    return True
 
 
 class PoolTransport(httpx.AsyncBaseTransport):
@@ -51,15 +69,31 @@ class PoolTransport(httpx.AsyncBaseTransport):
         self._stats = WaitStats()
         self._ssl: Any = None
         self._closed = False
+        self._fork_generation = _fork_generation[0]
+        self._warned_fds = False
 
     def _ssl_context(self) -> Any:
         if self._ssl is None:
             self._ssl = make_ssl_context(self._config.verify, self._config.http2)
         return self._ssl
 
+    def _bind(self) -> None:
+        """Bind to the running event loop; drop what belonged to a previous loop or process.
+
+        An httpx client outlives event loops (a second `asyncio.run`, a framework that
+        keeps the client it was given) and may be inherited by a forked child: the old
+        loop's connections are abandoned (closed without touching that loop), and the
+        pool starts afresh on the running one.
+        """
+        if self._backend is not None:
+            for origin in self._origins.values():
+                with contextlib.suppress(Exception):  # best effort by design
+                    origin.abandon_all()
+            self._origins = {}
+        self._backend = get_backend()
+        self._fork_generation = _fork_generation[0]
+
     def _origin(self, url: httpx.URL) -> Origin:
-        if self._backend is None:
-            self._backend = get_backend()
         scheme = url.scheme
         if scheme not in _DEFAULT_PORTS:
             raise httpx.UnsupportedProtocol(
@@ -87,6 +121,13 @@ class PoolTransport(httpx.AsyncBaseTransport):
         try:
             if self._closed:
                 raise httpx.ConnectError("this surge pool was closed (aclose or abandon)")
+            backend = self._backend
+            if (
+                backend is None
+                or self._fork_generation != _fork_generation[0]
+                or not backend.is_current()
+            ):
+                self._bind()
             origin = self._origins.get((url.raw_scheme, url.raw_host, url.port))
             if origin is None:
                 origin = self._origin(url)
@@ -113,7 +154,12 @@ class PoolTransport(httpx.AsyncBaseTransport):
                 self._stats.record(waited)
                 if waited > WAIT_WARNING_THRESHOLD:
                     self._stats.slow_wait(
-                        waited, acquired, origin.n_waiting, origin.url, origin.max_conn
+                        waited,
+                        acquired,
+                        origin.n_waiting,
+                        origin.url,
+                        origin.max_conn,
+                        origin.wait_reason(),
                     )
                 if attempt == 0:
                     timings.queued = waited
@@ -123,8 +169,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
                         raise httpx.ConnectError("this surge pool was closed (aclose or abandon)")
                     if on_phase is not None:
                         on_phase("connecting")
-                    conn = await origin.open(connect_timeout)
-                    timings.connect = conn.connect_time
+                    conn = await self._open(origin, connect_timeout, pool_timeout, timings)
                 if conn.http2:
                     timings.http_version = "HTTP/2"
                 if on_phase is not None:
@@ -132,7 +177,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
                 try:
                     return await conn.handle(request, read_timeout, write_timeout, timings, start)
                 except RetryableError as exc:
-                    if attempt:
+                    if attempt or not _replayable(request):
                         raise exc.error from None
                     start = now()
             raise AssertionError("unreachable")  # pragma: no cover
@@ -140,8 +185,31 @@ class PoolTransport(httpx.AsyncBaseTransport):
             exc.request = request
             raise
 
+    async def _open(
+        self,
+        origin: Origin,
+        connect_timeout: float | None,
+        pool_timeout: float | None,
+        timings: Timings,
+    ) -> Conn:
+        """Open a connection; out of file descriptors, wait for one of the origin's."""
+        while True:
+            opened = await origin.open(connect_timeout)
+            if opened is not None:
+                timings.connect = opened.connect_time
+                return opened
+            value = await origin.wait(pool_timeout)
+            if not isinstance(value, Open):
+                return value
+
     async def aclose(self) -> None:
         """Close every connection; later requests raise `httpx.ConnectError`."""
+        backend = self._backend
+        if backend is not None and (
+            self._fork_generation != _fork_generation[0] or not backend.is_current()
+        ):
+            self.abandon()  # its connections belong to a loop (or process) that is gone
+            return
         self._close_sync()
 
     def _close_sync(self) -> None:
@@ -174,7 +242,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
             in_use += origin.in_use
             waiting += origin.n_waiting
             idle += len(origin.idle)
-            idle += sum(1 for c in origin.conns if isinstance(c, H2Connection) and c.streams == 0)
+            idle += len(origin.h2_idle)
         stats = self._stats
         p50, p90, p99 = stats.percentiles()
         return PoolStats(

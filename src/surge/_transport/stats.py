@@ -84,7 +84,15 @@ class WaitStats:
 
         return rank(0.50), rank(0.90), rank(0.99)
 
-    def slow_wait(self, wait: float, now: float, waiting: int, where: str, limit: int) -> None:
+    def slow_wait(
+        self,
+        wait: float,
+        now: float,
+        waiting: int,
+        where: str,
+        limit: int,
+        reason: str | None = None,
+    ) -> None:
         """Note a wait over the threshold; log one warning per interval.
 
         Args:
@@ -92,7 +100,9 @@ class WaitStats:
             now: The loop's clock.
             waiting: Requests still waiting for this origin.
             where: The origin, e.g. "http://127.0.0.1:8000".
-            limit: The pool's `max_connections`.
+            limit: The origin's `max_connections`.
+            reason: Why requests waited if not that limit, e.g. "the pool was still
+                connecting to it (...)" (`Origin.wait_reason`).
         """
         self._slow += 1
         if wait > self._slow_max:
@@ -105,8 +115,8 @@ class WaitStats:
         self._slow_max = 0.0
         logger.warning(
             "surge pool: %d request(s) waited more than %.1f s (longest %.1f s) for a free "
-            "connection to %s; %d still waiting. All max_connections=%d connections to that "
-            "origin were busy: this is queueing inside the client, not the server. Raise "
+            "connection to %s; %d still waiting. %s: this is queueing inside the client, "
+            "not the server. Raise "
             "max_connections=... (PoolConfig / http_client / LLMClient) if the server can take "
             "more requests at once; the pool= timeout bounds how long a request may wait.",
             count,
@@ -114,5 +124,7 @@ class WaitStats:
             longest,
             where,
             waiting,
-            limit,
+            f"All max_connections={limit} connections to that origin were busy"
+            if reason is None
+            else reason[0].upper() + reason[1:],
         )
