@@ -45,6 +45,10 @@ from surge._prompt_template import Image
 from surge._redis_store import RedisStore
 from surge._retry import RetryPolicy
 from surge._store import LimitsStore
+from surge._streaming.chunks import StreamChunk, ToolCallDelta
+from surge._streaming.sse import ServerSentEvent, SSEDecoder
+from surge._streaming.stream import ChatStream
+from surge._streaming.structured import StructuredStream
 from surge._structured.run import StructuredOutputError, StructuredResult
 from surge._timings import PoolStats, Timings
 from surge._types import (
@@ -66,6 +70,7 @@ __all__ = [
     "BadRequestError",
     "BatchProgress",
     "ChatResponse",
+    "ChatStream",
     "Choice",
     "ConfigError",
     "ConflictError",
@@ -97,13 +102,18 @@ __all__ = [
     "ResponseFormatError",
     "ResponseMessage",
     "RetryPolicy",
+    "SSEDecoder",
     "ServerError",
+    "ServerSentEvent",
+    "StreamChunk",
     "StructuredOutputError",
     "StructuredResult",
+    "StructuredStream",
     "SurgeError",
     "Timeout",
     "Timings",
     "ToolCall",
+    "ToolCallDelta",
     "TransportError",
     "UnprocessableEntityError",
     "Usage",

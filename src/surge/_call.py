@@ -10,9 +10,9 @@ the one place where a tracing span would open and close around a call.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -20,7 +20,7 @@ from surge._decode import decode_chat, request_id
 from surge._endpoints import Endpoint, Router
 from surge._errors import APIStatusError
 from surge._http import LoopLocalClient, post_json
-from surge._limits import ClientLimits, estimate_tokens
+from surge._limits import ClientLimits, Limiter, estimate_tokens, release_shielded
 from surge._retry import (
     CallState,
     PhaseReporter,
@@ -28,18 +28,75 @@ from surge._retry import (
     check_deadline,
     resolve_policy,
     run_call,
+    shielded,
 )
 from surge._settings import UNSET, Settings
 from surge._timings import TIMINGS_EXTENSION, Timings
 from surge._types import ChatResponse
 
-__all__ = ["CALL_OBSERVER", "CallPath"]
+__all__ = ["CALL_OBSERVER", "CallPath", "StreamLease"]
 
 CALL_OBSERVER: ContextVar[Callable[[Timings], None] | None] = ContextVar(
     "surge_call_observer", default=None
 )
 """Called with the `Timings` of each call that succeeds in this context (a batch's progress
 display sets it around its workers, so it sees the calls an item function makes)."""
+
+T = TypeVar("T")
+
+Opener = Callable[[httpx.Response, str], Awaitable[T]]
+"""Reads the start of a streamed response (up to its first event) and returns the reader."""
+
+
+class StreamLease(Generic[T]):
+    """What an open stream holds until it is closed.
+
+    Its place under `max_concurrency` and its rate-limit turn are held for the stream's
+    whole life and given back by `release` (once, shielded from cancellation).
+
+    Attributes:
+        reader: What the opener returned for the attempt that succeeded.
+        response: That attempt's response (its body being read by `reader`).
+        state: The call's state: its deadline, attempts, time throttled and backing off.
+        timings: The response's `Timings` (a bare one for a supplied http_client).
+        started: `time.perf_counter()` when the call entered the client.
+        sent: `time.perf_counter()` when the successful attempt's request was sent.
+        url: The request's URL.
+        request_id: The server's request id, when it sent one.
+        endpoint: The API root that answered.
+    """
+
+    def __init__(
+        self,
+        reader: T,
+        response: httpx.Response,
+        state: CallState,
+        timings: Timings,
+        sent: float,
+        turn: Any,
+    ) -> None:
+        self.reader = reader
+        self.response = response
+        self.state = state
+        self.timings = timings
+        self.sent = sent
+        self.started = 0.0
+        self.url = state.url or ""
+        self.request_id = request_id(response.headers)
+        self.endpoint = state.attempts[-1].endpoint if state.attempts else None
+        self._turn = turn
+        self._concurrency: Limiter | None = None
+        self._released = False
+
+    async def release(self, used_tokens: int | None) -> None:
+        """Give back the rate-limit turn (telling it the tokens used) and the concurrency place."""
+        if self._released:
+            return
+        self._released = True
+        self._turn.turn.used = used_tokens
+        await self._turn.__aexit__(None, None, None)
+        if self._concurrency is not None:
+            await release_shielded(self._concurrency, 1)
 
 
 class CallPath:
@@ -160,3 +217,114 @@ class CallPath:
         chat._timings = timings
         chat._request_id = request_id(response_headers)
         return chat
+
+    async def open_stream(
+        self,
+        body: dict[str, Any],
+        opener: Opener[T],
+        *,
+        timeout: float | None,
+        retry: RetryPolicy | bool | None = None,
+        deadline: float | None = UNSET,
+    ) -> StreamLease[T]:
+        """Open a streamed chat call through the limits, retries, endpoints and deadline.
+
+        Each attempt sends the request and runs `opener` on the response, which reads up
+        to the first event: a failure until then (an error status, a dropped connection,
+        an error event, a read timeout) is retried like any call's. Once this returns, the
+        stream belongs to the caller and is never retried. The concurrency place and the
+        rate-limit turn stay held until `StreamLease.release`.
+
+        Args:
+            body: The request body (`stream` is set by the caller).
+            opener: Reads the start of a response and returns the reader; raises a
+                `SurgeError` for a failure (it must not close the response: on a failure
+                this method closes it).
+            timeout: The read timeout of this call (per read).
+            retry: The retry policy of this call (default: the client's).
+            deadline: Seconds the whole call may take (default: the client's); it keeps
+                running after this returns (see `CallState.remaining`).
+
+        Returns:
+            The lease of the open stream.
+        """
+        started = time.perf_counter()
+        state = CallState(self.settings.deadline if deadline is UNSET else check_deadline(deadline))
+        cost = estimate_tokens(body)
+
+        async def attempt(state: CallState, number: int, endpoint: Endpoint) -> StreamLease[T]:
+            return await self._stream_attempt(body, cost, timeout, opener, state, number, endpoint)
+
+        limiter = self.limits.concurrency
+        lease = await run_call(
+            attempt,
+            policy=self.settings.retry if retry is None else resolve_policy(retry),
+            router=self.router,
+            state=state,
+            concurrency=limiter,
+            hold=True,
+        )
+        lease._concurrency = limiter
+        lease.started = started
+        lease.endpoint = state.attempts[-1].endpoint
+        lease.timings.throttled = state.throttled
+        lease.timings.backoff = state.backoff
+        return lease
+
+    async def _stream_attempt(
+        self,
+        body: dict[str, Any],
+        cost: int,
+        timeout: float | None,
+        opener: Opener[T],
+        state: CallState,
+        number: int,
+        endpoint: Endpoint,
+    ) -> StreamLease[T]:
+        """One attempt of a streamed call: its rate-limit turn, the request, the first event."""
+        url, headers = self.targets[endpoint]
+        state.url = str(url)
+        if "model" not in body and (endpoint.model or self.settings.model):
+            body = {**body, "model": endpoint.model or self.settings.model}
+        state.phase = f"waiting for the rate limit (attempt {number})"
+        turn_context = self.limits.turn(endpoint.base_url, cost)
+        turn = await turn_context.__aenter__()
+        try:
+            state.throttled += turn.waited
+            if self.http.external is None:
+                state.phase = f"waiting for a connection (attempt {number})"
+                on_phase = PhaseReporter(state, number)
+            else:
+                state.phase = f"waiting for a connection or the server's answer (attempt {number})"
+                on_phase = None
+            started = time.perf_counter()
+            try:
+                response = await post_json(
+                    self.http,
+                    url,
+                    body,
+                    timeout=self.timeout if timeout is None else self.read_timeout(timeout),
+                    headers=headers,
+                    secret=self.settings.key_for(endpoint),
+                    on_phase=on_phase,
+                    stream=True,
+                )
+            except APIStatusError as exc:
+                turn.headers = exc.headers
+                raise
+            turn.headers = dict(response.headers)
+            timings = response.extensions.get(TIMINGS_EXTENSION)
+            if not isinstance(timings, Timings):
+                timings = Timings()
+            sent = started + timings.queued + timings.connect
+            state.phase = f"waiting for the first event of the stream (attempt {number})"
+            try:
+                reader = await opener(response, state.url)
+            except BaseException:
+                await shielded(response.aclose())
+                raise
+        except BaseException:
+            await turn_context.__aexit__(None, None, None)
+            raise
+        state.phase = "reading the stream"
+        return StreamLease(reader, response, state, timings, sent, turn_context)

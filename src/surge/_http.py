@@ -326,8 +326,12 @@ async def post_json(
     headers: httpx.Headers,
     secret: str | None,
     on_phase: Callable[[str], None] | None = None,
+    stream: bool = False,
 ) -> httpx.Response:
     """POST a JSON body on the running loop's pool; return a 2xx response, body read.
+
+    With `stream=True` the body of a success is left unread, for the caller to read and
+    close (an error status's body is still read, for its message, and closed).
 
     On surge's own pool the request goes straight to the pool transport of the loop's
     `httpx.AsyncClient`: `AsyncClient.send` adds cookie handling, auth and redirect
@@ -343,6 +347,7 @@ async def post_json(
         secret: The API key, removed from error messages should the server echo it.
         on_phase: Told by surge's pool when the request starts connecting and sending
             (see `surge._timings.PHASE_EXTENSION`); a supplied client never calls it.
+        stream: Leave a success's body unread (see above).
 
     Returns:
         The response, with a status below 400 and its body read.
@@ -357,6 +362,13 @@ async def post_json(
         if pool is None:
             client = http.get()
             if not isinstance(client, httpx.AsyncClient):  # an httpx2 client
+                if stream:
+                    from surge._errors import ConfigError
+
+                    raise ConfigError(
+                        "streaming over a supplied httpx2 client is not supported yet; "
+                        "give LLMClient an httpx client (surge.http_client()) or none"
+                    )
                 from surge._httpx2_adapter import send_on_httpx2  # httpx2 is loaded: a client
 
                 response = await send_on_httpx2(client, url, content, headers, timeout)
@@ -368,7 +380,12 @@ async def post_json(
                     headers=headers,
                     timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
                 )
-                response = await client.send(request)
+                response = await client.send(request, stream=stream)
+                if stream and response.status_code >= 400:
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
         else:
             request = httpx.Request(
                 "POST",
@@ -382,11 +399,12 @@ async def post_json(
             )
             response = await pool.handle_async_request(request)
             response.request = request
-            try:
-                await response.aread()
-            except BaseException:
-                await response.aclose()  # surge's pool releases synchronously inside
-                raise
+            if not stream or response.status_code >= 400:
+                try:
+                    await response.aread()
+                except BaseException:
+                    await response.aclose()  # surge's pool releases synchronously inside
+                    raise
     except httpx.HTTPError as exc:
         raise translate_error(exc, "POST", str(url)) from None
     if response.status_code >= 400:

@@ -52,6 +52,7 @@ __all__ = [
     "RetryPolicy",
     "resolve_policy",
     "run_call",
+    "shielded",
     "was_sent",
 ]
 
@@ -64,6 +65,15 @@ DEFAULT_RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 NEVER_RETRIED_STATUSES = frozenset({400, 401, 403, 404, 422})
 """Statuses that mean the request itself is wrong: replaying it would fail the same way."""
+
+
+async def shielded(awaitable: Awaitable[Any]) -> None:
+    """Await `awaitable` shielded from cancellation (a close that must happen).
+
+    What it awaits must not wait for long: surge's pool closes a response without waiting.
+    """
+    with anyio.CancelScope(shield=True):
+        await awaitable
 
 
 def was_sent(error: BaseException) -> bool:
@@ -288,6 +298,7 @@ async def run_call(
     state: CallState,
     concurrency: Limiter | None = None,
     rng: random.Random | None = None,
+    hold: bool = False,
 ) -> T:
     """Run one call: its concurrency place, its attempts, its deadline.
 
@@ -299,6 +310,10 @@ async def run_call(
         concurrency: The client's concurrency limit, held for the whole call (backoff
             included, so a struggling server sees fewer requests, not more).
         rng: The random source of the jitter (for tests).
+        hold: Keep the concurrency place when the call succeeds: the caller gives it
+            back (`release_shielded(concurrency, 1)`) when it is done with the result (a
+            stream, whose place lasts as long as the stream). On failure it is given
+            back here.
 
     Returns:
         The result of the first attempt that succeeds.
@@ -315,11 +330,15 @@ async def run_call(
         state.phase = "waiting for the concurrency limit (max_concurrency)"
         waited = time.monotonic()
         await concurrency.acquire(1)
+        held = False
         try:
             state.throttled += time.monotonic() - waited
-            return await _attempts(send, policy, router, state, rng)
+            result = await _attempts(send, policy, router, state, rng)
+            held = hold
+            return result
         finally:
-            await release_shielded(concurrency, 1)
+            if not held:
+                await release_shielded(concurrency, 1)
     assert scope.cancelled_caught
     raise state.exceeded()
 

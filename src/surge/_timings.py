@@ -47,6 +47,13 @@ class Timings:
             server's `x-ratelimit-*` headers). 0.0 outside `LLMClient`.
         backoff: Waiting between attempts (backoff and the server's `Retry-After`).
             0.0 when the first attempt succeeded.
+        ttft: Streams only: time to first token, from the request being sent to the
+            arrival of the first content or tool-call delta (`ttfb` is the first byte,
+            often headers or a role-only chunk). 0.0 for a whole response, or a stream
+            with no delta.
+        max_gap: Streams only: the longest wait between two network reads that brought
+            chunks: the server's pace (a server that stalls mid-answer shows here, not
+            in `ttfb`), not the time the caller spent on each chunk.
     """
 
     queued: float = 0.0
@@ -57,6 +64,8 @@ class Timings:
     http_version: str = "HTTP/1.1"
     throttled: float = 0.0
     backoff: float = 0.0
+    ttft: float = 0.0
+    max_gap: float = 0.0
 
     def __str__(self) -> str:
         text = (
@@ -67,6 +76,10 @@ class Timings:
             text += f" throttled={self.throttled * 1000:.1f}ms"
         if self.backoff:
             text += f" backoff={self.backoff * 1000:.1f}ms"
+        if self.ttft:
+            text += f" ttft={self.ttft * 1000:.1f}ms"
+        if self.max_gap:
+            text += f" max_gap={self.max_gap * 1000:.1f}ms"
         return text
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -92,11 +93,17 @@ class _Exchange:
         self._stats = stats
         self._slots: _Slots | None = None
         self._done = False
+        self.dropped = False
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.body" and not message.get("more_body", False):
             self.finish(served=True)
         await self.raw(message)
+
+    @property
+    def done(self) -> bool:
+        """Whether the request has been settled (answered in full, or given up)."""
+        return self._done
 
     async def hold_slot(self, slots: _Slots) -> None:
         await slots.acquire()
@@ -246,10 +253,18 @@ class SimApp:
         failure = self._failures.pick(request.n)
         served = False
         async with anyio.create_task_group() as group:
-            group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
+            group.start_soon(self._watch_disconnect, receive, group.cancel_scope, send, rid)
             served = await self._answer(request, failure, send, rid)
             group.cancel_scope.cancel()
         return served
+
+    async def _watch_disconnect(
+        self, receive: Receive, scope: anyio.CancelScope, send: _Exchange, rid: str
+    ) -> None:
+        """Stop answering when the client goes; count it when the answer was not done."""
+        await _cancel_on_disconnect(receive, scope)
+        if not send.done and not send.dropped and not self._closing:
+            self._stats.cancelled(rid, time.monotonic())
 
     async def _answer(
         self, request: ChatRequest, failure: Failure | None, send: _Exchange, rid: str
@@ -379,6 +394,7 @@ async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> N
 
 async def _drop(send: _Exchange) -> None:
     """Drop the request; on HTTP/1.1 wait (to be cancelled) for hypercorn's disconnect."""
+    send.dropped = True  # the server's doing, not the client's
     if await abort(send.raw) == "closed":
         await anyio.sleep_forever()  # ended by _cancel_on_disconnect
 

@@ -36,6 +36,9 @@ class ServerStats:
             a reset is counted again; one reused within one test is not.
         http_versions: Requests per HTTP version, e.g. `{"1.1": 10, "2": 3}`.
         failures: Injected failures per kind, e.g. `{"status": 2, "drop_mid_body": 1}`.
+        cancelled: Chat completions the client abandoned before the server finished
+            answering (it closed the connection, or reset the HTTP/2 stream); the server
+            stopped generating them at once. `SimulatedServer.cancellations()` says when.
     """
 
     requests: int = 0
@@ -48,6 +51,7 @@ class ServerStats:
     connections_opened: int = 0
     http_versions: Mapping[str, int] = field(default_factory=_empty)
     failures: Mapping[str, int] = field(default_factory=_empty)
+    cancelled: int = 0
 
 
 class StatsRecorder:
@@ -72,6 +76,7 @@ class StatsRecorder:
         self._peak_active = 0
         self._versions: dict[str, int] = {}
         self._failures: dict[str, int] = {}
+        self._cancelled: dict[str, float] = {}
         self._clients.clear()
         # in_flight, active and queued describe the present, so a reset keeps them.
         if not hasattr(self, "_in_flight"):
@@ -106,6 +111,7 @@ class StatsRecorder:
             connections_opened=len(self._clients),
             http_versions=MappingProxyType(dict(self._versions)),
             failures=MappingProxyType(dict(self._failures)),
+            cancelled=len(self._cancelled),
         )
 
     def _changed(self) -> None:
@@ -148,6 +154,17 @@ class StatsRecorder:
             self._active += delta
             self._peak_active = max(self._peak_active, self._active)
             self._changed()
+
+    def cancelled(self, request_id: str, at: float) -> None:
+        """Count a chat completion the client abandoned (seen at `time.monotonic()` `at`)."""
+        with self._cond:
+            self._cancelled[request_id] = at
+            self._changed()
+
+    def cancellations(self) -> dict[str, float]:
+        """Request id -> `time.monotonic()` when the server saw the client abandon it."""
+        with self._cond:
+            return dict(self._cancelled)
 
     def failure(self, kind: str) -> None:
         """Count one injected failure of `kind`."""
