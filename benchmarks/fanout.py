@@ -11,10 +11,14 @@ CPU ms per call, overhead (wall - latency), server peak in flight, errors.
     .venv/bin/python benchmarks/fanout.py --profile surge --n 1000   # pyinstrument
 
 Clients: surge (LLMClient.chat), surge-pool (httpx.AsyncClient over surge's PoolTransport),
-openai (AsyncOpenAI defaults), openai+surge (AsyncOpenAI with surge.http_client), httpx
-(AsyncClient default limits), httpx-unlimited (Limits(max_connections=None)), aiohttp
-(TCPConnector(limit=0)). httpx clients get timeout=120 s (their default 5 s would turn the
-queueing into PoolTimeouts). The httpx default-limits row at N=5000 takes minutes and is
+openai (openai 2.x AsyncOpenAI defaults), openai+surge (2.x with surge.http_client), openai3
+(openai 3.x defaults, on httpx2), openai3+surge (3.x with surge.httpx2_client), httpx
+(AsyncClient default limits), httpx-unlimited (Limits(max_connections=None)), httpx2 (the
+fork's rewritten pool, default limits), aiohttp (TCPConnector(limit=0)). httpx and httpx2
+clients get timeout=120 s (their default 5 s would turn the queueing into PoolTimeouts).
+openai 2.x and 3.x cannot share an environment: the openai3 rows run in the interpreter of
+--current-python (default .venv-current/bin/python, see docs/drop-in.md); each row prints
+the versions it ran. The httpx default-limits row at N=5000 takes minutes and is
 skipped unless --all. Every row is bounded by --row-timeout seconds (default 120).
 Loopback only.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -38,10 +43,26 @@ ALL_CLIENTS = [
     "surge-pool",
     "openai",
     "openai+surge",
+    "openai3",
+    "openai3+surge",
     "httpx",
     "httpx-unlimited",
+    "httpx2",
     "aiohttp",
 ]
+CURRENT = ("openai3", "openai3+surge")  # rows that need openai 3.x (--current-python)
+VERSIONS = {
+    "surge": ("surge", "httpx"),
+    "surge-pool": ("surge", "httpx"),
+    "openai": ("openai", "httpx"),
+    "openai+surge": ("openai", "httpx", "surge"),
+    "openai3": ("openai", "httpx2"),
+    "openai3+surge": ("openai", "httpx2", "surge"),
+    "httpx": ("httpx", "httpcore"),
+    "httpx-unlimited": ("httpx", "httpcore"),
+    "httpx2": ("httpx2", "httpcore2"),
+    "aiohttp": ("aiohttp",),
+}
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 
 
@@ -83,14 +104,33 @@ async def _make(client: str, url: str) -> tuple[Any, Any, Any]:
             response.json()
 
         return call, http.aclose, None
-    if client in ("openai", "openai+surge"):
+    if client == "httpx2":
+        import httpx2
+
+        http2_client = httpx2.AsyncClient(timeout=120.0)
+        body = {"model": "bench", "messages": MESSAGES}
+
+        async def call() -> None:
+            response = await http2_client.post(url + "/v1/chat/completions", json=body)
+            response.raise_for_status()
+            response.json()
+
+        return call, http2_client.aclose, None
+    if client in ("openai", "openai+surge", "openai3", "openai3+surge"):
         import openai
 
+        major = int(openai.__version__.split(".")[0])
+        if (major >= 3) != (client in CURRENT):
+            return None, None, f"needs openai {'3' if client in CURRENT else '2'}.x: row skipped"
         kwargs: dict[str, Any] = {}
         if client == "openai+surge":
             import surge
 
             kwargs["http_client"] = surge.http_client(max_connections=10_000)
+        elif client == "openai3+surge":
+            import surge
+
+            kwargs["http_client"] = surge.httpx2_client(max_connections=10_000)
         oai = openai.AsyncOpenAI(base_url=url + "/v1", api_key="bench", **kwargs)
 
         async def call() -> None:
@@ -133,7 +173,17 @@ async def _worker(client: str, n: int, url: str, profile: bool) -> dict[str, Any
         print(profiler.output_text(unicode=False, color=False, show_all=False), file=sys.stderr)
     errors = Counter(type(r).__name__ for r in results if isinstance(r, BaseException))
     await close()
-    return {"wall": wall, "cpu": cpu, "errors": dict(errors)}
+    return {"wall": wall, "cpu": cpu, "errors": dict(errors), "versions": _versions(client)}
+
+
+def _versions(client: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in VERSIONS.get(client, ()):
+        with contextlib.suppress(PackageNotFoundError):
+            found.append(f"{name} {version(name)}")
+    return ", ".join(found)
 
 
 # ---------------------------------------------------------------------------- driver side
@@ -145,10 +195,12 @@ def _get(url: str) -> dict[str, Any]:
         return data
 
 
-def _run_row(client: str, n: int, url: str, timeout: float, profile: bool) -> dict[str, Any]:
+def _run_row(
+    client: str, n: int, url: str, timeout: float, profile: bool, python: str
+) -> dict[str, Any]:
     _get(url + "/stats?reset=1")
     cmd = [
-        sys.executable,
+        python,
         os.path.abspath(__file__),
         "--worker",
         client,
@@ -182,6 +234,11 @@ def main() -> None:
     parser.add_argument("--row-timeout", type=float, default=120.0)
     parser.add_argument("--all", action="store_true", help="also run httpx default at N>=5000")
     parser.add_argument("--profile", default="", help="client to profile with pyinstrument")
+    parser.add_argument(
+        "--current-python",
+        default=os.path.join(os.path.dirname(HERE), ".venv-current", "bin", "python"),
+        help="interpreter with openai 3.x for the openai3 rows",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--profile-worker", action="store_true", help=argparse.SUPPRESS)
@@ -228,7 +285,11 @@ def main() -> None:
                         f"{client:<16} {n:>5}  skipped (takes minutes; --all runs it)", flush=True
                     )
                     continue
-                row = _run_row(client, n, url, args.row_timeout, args.profile == client)
+                python = args.current_python if client in CURRENT else sys.executable
+                if not os.path.exists(python):
+                    print(f"{client:<16} {n:>5}  skipped (no {python})", flush=True)
+                    continue
+                row = _run_row(client, n, url, args.row_timeout, args.profile == client, python)
                 if "wall" not in row:
                     note = row.get("skipped") or row.get("gave_up") or row.get("failed")
                     print(f"{client:<16} {n:>5}  {note}", flush=True)
@@ -237,7 +298,7 @@ def main() -> None:
                 print(
                     f"{client:<16} {n:>5} {row['wall'] / args.latency:>10.2f} "
                     f"{row['cpu'] * 1000 / n:>11.3f} {row['wall'] - args.latency:>10.2f} "
-                    f"{row['peak']:>5}  {errors}",
+                    f"{row['peak']:>5}  {errors:<8} {row.get('versions', '')}",
                     flush=True,
                 )
     finally:

@@ -48,8 +48,8 @@ def test_package_is_typed() -> None:
 def test_import_is_light() -> None:
     code = (
         "import sys, surge\n"
-        "heavy = [m for m in ('hypercorn', 'surge.testing', 'surge._cli', 'trio', 'openai', 'rich')"
-        " if m in sys.modules]\n"
+        "heavy = [m for m in ('hypercorn', 'surge.testing', 'surge._cli', 'trio', 'openai', 'rich',"
+        " 'httpx2') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run(

@@ -37,6 +37,7 @@ from surge._errors import (
 )
 from surge._functions import PromptFunction, RenderedPrompt, function
 from surge._http import http_client
+from surge._httpx2 import httpx2_client
 from surge._limits import RateLimit
 from surge._parsing import parse
 from surge._progress import BatchProgress
@@ -120,5 +121,6 @@ __all__ = [
     "__version__",
     "function",
     "http_client",
+    "httpx2_client",
     "parse",
 ]

@@ -22,7 +22,8 @@ from surge._config import PoolConfig
 from surge._endpoints import Cooldown, Endpoint, Router, Strategy
 from surge._errors import ConfigError
 from surge._functions import FunctionMethods
-from surge._http import LoopLocalClient
+from surge._http import AnyAsyncClient, LoopLocalClient
+from surge._httpx2 import is_httpx2_client
 from surge._limits import ClientLimits, RateLimit
 from surge._retry import RetryPolicy, check_deadline, resolve_policy
 from surge._settings import DEFAULT_BASE_URL, UNSET, Settings, check_timeout
@@ -61,8 +62,9 @@ class LLMClient(StructuredMethods, StreamingMethods, BatchMethods, FunctionMetho
             names none either, no `model` is sent (servers with one model accept that).
         pool: The connection pool's limits as a `PoolConfig`; or give its fields as
             keyword arguments (`max_connections=500, http2=True`), not both.
-        http_client: An `httpx.AsyncClient` to use instead of making one (for example
-            `surge.http_client(...)` shared with the openai SDK). surge does not close it.
+        http_client: An `httpx.AsyncClient` or `httpx2.AsyncClient` to use instead of
+            making one (for example `surge.http_client(...)` shared with the openai SDK 2.x,
+            or `surge.httpx2_client(...)` with openai 3.x). surge does not close it.
             Cannot be combined with pool settings.
         timeout: Seconds the server may take to answer each call (read timeout); None
             keeps the pool's `read` setting.
@@ -99,7 +101,7 @@ class LLMClient(StructuredMethods, StreamingMethods, BatchMethods, FunctionMetho
         model: str | None = None,
         *,
         pool: PoolConfig | float | None = None,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: AnyAsyncClient | None = None,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
         retry: RetryPolicy | bool | None = None,
@@ -130,9 +132,10 @@ class LLMClient(StructuredMethods, StreamingMethods, BatchMethods, FunctionMetho
                     "pool settings cannot apply to a supplied http_client; "
                     "give either http_client= or pool settings"
                 )
-            if not isinstance(http_client, httpx.AsyncClient):
+            if not isinstance(http_client, httpx.AsyncClient) and not is_httpx2_client(http_client):
                 raise ConfigError(
-                    f"http_client must be an httpx.AsyncClient, not {type(http_client).__name__}"
+                    "http_client must be an httpx.AsyncClient or an httpx2.AsyncClient, "
+                    f"not {type(http_client).__name__}"
                 )
         self._settings = Settings(
             base_url=router.endpoints[0].base_url,

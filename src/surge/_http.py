@@ -16,7 +16,7 @@ import os
 import sys
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import httpx
 import pydantic_core
@@ -37,11 +37,20 @@ from surge._errors import (
 from surge._timings import PHASE_EXTENSION, PoolStats
 from surge._transport.pool import PoolTransport
 
+if TYPE_CHECKING:
+    import httpx2
+
+    AnyAsyncClient: TypeAlias = httpx.AsyncClient | httpx2.AsyncClient
+else:
+    AnyAsyncClient: TypeAlias = Any  # httpx2 is optional: never imported here at run time
+
 __all__ = [
+    "AnyAsyncClient",
     "LoopLocalClient",
     "current_loop",
     "http_client",
     "httpx_timeout",
+    "pool_transport",
     "post_json",
     "translate_error",
 ]
@@ -85,9 +94,18 @@ def http_client(pool: PoolConfig | float | None = None, **pool_kwargs: Any) -> h
     return _new_client(config)
 
 
+def pool_transport(config: PoolConfig) -> httpx.AsyncBaseTransport:
+    """Return the transport that `http_client` and `httpx2_client` put in their clients.
+
+    The one place that decides which transport surge's clients run on, so that the httpx2
+    adapter (`surge._httpx2_adapter`) wraps the same transport as `http_client`.
+    """
+    return PoolTransport(config)
+
+
 def _new_client(config: PoolConfig) -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        transport=PoolTransport(config),
+        transport=pool_transport(config),
         timeout=httpx_timeout(config),
         # The pool transport does TLS itself (from `config.verify`); environment proxies
         # are not supported by it, so do not let httpx pretend to honour them.
@@ -148,11 +166,11 @@ class LoopLocalClient:
 
     Args:
         config: The pool's limits.
-        external: An `httpx.AsyncClient` supplied by the user. It is used as is, on
-            whatever loop the user runs it, and never closed by surge.
+        external: An `httpx.AsyncClient` or `httpx2.AsyncClient` supplied by the user. It
+            is used as is, on whatever loop the user runs it, and never closed by surge.
     """
 
-    def __init__(self, config: PoolConfig, external: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, config: PoolConfig, external: AnyAsyncClient | None = None) -> None:
         self.config = config
         self.timeout = httpx_timeout(config)
         self.external = external
@@ -164,7 +182,7 @@ class LoopLocalClient:
         self.closed = False
         _instances.add(self)
 
-    def get(self) -> httpx.AsyncClient:
+    def get(self) -> AnyAsyncClient:
         """Return the client for the running event loop, making it on first use.
 
         Raises:
@@ -209,7 +227,7 @@ class LoopLocalClient:
             self._get_slow(loop)
         return self._last_pool
 
-    def current(self) -> httpx.AsyncClient | None:
+    def current(self) -> AnyAsyncClient | None:
         """Return the running loop's client if one was made, without making one."""
         if self.external is not None:
             return self.external
@@ -252,8 +270,10 @@ class LoopLocalClient:
             transport.reset_stats()
 
 
-def _pool_of(client: httpx.AsyncClient | None) -> PoolTransport | None:
+def _pool_of(client: AnyAsyncClient | None) -> PoolTransport | None:
     transport = getattr(client, "_transport", None)
+    if not isinstance(transport, PoolTransport):  # surge.httpx2_client: the pool is inside
+        transport = getattr(transport, "inner", None)
     return transport if isinstance(transport, PoolTransport) else None
 
 
@@ -341,19 +361,31 @@ async def post_json(
         pool = http.pool()
         if pool is None:
             client = http.get()
-            request = client.build_request(
-                "POST",
-                url,
-                content=content,
-                headers=headers,
-                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-            )
-            response = await client.send(request, stream=stream)
-            if stream and response.status_code >= 400:
-                try:
-                    await response.aread()
-                finally:
-                    await response.aclose()
+            if not isinstance(client, httpx.AsyncClient):  # an httpx2 client
+                if stream:
+                    from surge._errors import ConfigError
+
+                    raise ConfigError(
+                        "streaming over a supplied httpx2 client is not supported yet; "
+                        "give LLMClient an httpx client (surge.http_client()) or none"
+                    )
+                from surge._httpx2_adapter import send_on_httpx2  # httpx2 is loaded: a client
+
+                response = await send_on_httpx2(client, url, content, headers, timeout)
+            else:
+                request = client.build_request(
+                    "POST",
+                    url,
+                    content=content,
+                    headers=headers,
+                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+                response = await client.send(request, stream=stream)
+                if stream and response.status_code >= 400:
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
         else:
             request = httpx.Request(
                 "POST",
