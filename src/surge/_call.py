@@ -128,6 +128,14 @@ class CallPath:
         }
         self.timeout = self.read_timeout(settings.timeout)
 
+    def _connection_phase(self, state: CallState, number: int) -> PhaseReporter | None:
+        """Name the wait that starts now; a reporter if surge's pool will say more."""
+        if self.http.external is None:  # surge's pool reports the phases
+            state.phase = f"waiting for a connection (attempt {number})"
+            return PhaseReporter(state, number)
+        state.phase = f"waiting for a connection or the server's answer (attempt {number})"
+        return None
+
     def read_timeout(self, read: float | None) -> httpx.Timeout | None:
         """The httpx timeout for a read limit of `read` seconds; None keeps the pool's."""
         if read is None:
@@ -187,12 +195,7 @@ class CallPath:
         state.phase = f"waiting for the rate limit (attempt {number})"
         async with self.limits.turn(endpoint.base_url, cost) as turn:
             state.throttled += turn.waited
-            if self.http.external is None:  # surge's pool reports the phases
-                state.phase = f"waiting for a connection (attempt {number})"
-                on_phase = PhaseReporter(state, number)
-            else:
-                state.phase = f"waiting for a connection or the server's answer (attempt {number})"
-                on_phase = None
+            on_phase = self._connection_phase(state, number)
             started = time.perf_counter()
             try:
                 response = await post_json(
@@ -291,12 +294,7 @@ class CallPath:
         turn = await turn_context.__aenter__()
         try:
             state.throttled += turn.waited
-            if self.http.external is None:
-                state.phase = f"waiting for a connection (attempt {number})"
-                on_phase = PhaseReporter(state, number)
-            else:
-                state.phase = f"waiting for a connection or the server's answer (attempt {number})"
-                on_phase = None
+            on_phase = self._connection_phase(state, number)
             started = time.perf_counter()
             try:
                 response = await post_json(
