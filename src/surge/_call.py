@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import httpx
 
@@ -20,7 +20,7 @@ from surge._decode import decode_chat, request_id
 from surge._endpoints import Endpoint, Router
 from surge._errors import APIStatusError
 from surge._http import LoopLocalClient, post_json
-from surge._limits import ClientLimits, Limiter, estimate_tokens, release_shielded
+from surge._limits import ClientLimits, Limiter, Turn, estimate_tokens, release_shielded
 from surge._retry import (
     CallState,
     PhaseReporter,
@@ -99,6 +99,19 @@ class StreamLease(Generic[T]):
             await release_shielded(self._concurrency, 1)
 
 
+class _Target(NamedTuple):
+    """Where one endpoint's chat completions go: parsed URL, its text, encoded headers."""
+
+    url: httpx.URL
+    text: str
+    headers: httpx.Headers
+
+
+def _target(endpoint: Endpoint, settings: Settings) -> _Target:
+    url = httpx.URL(f"{endpoint.base_url}/chat/completions")
+    return _Target(url, str(url), httpx.Headers(settings.request_headers(endpoint)))
+
+
 class CallPath:
     """One client's way to the server: what every call of that client goes through.
 
@@ -119,14 +132,50 @@ class CallPath:
         self.limits = limits
         self.http = http
         # Built once per client, not per call: the URL parsed, the headers encoded.
-        self.targets = {
-            e: (
-                httpx.URL(f"{e.base_url}/chat/completions"),
-                httpx.Headers(settings.request_headers(e)),
-            )
-            for e in router.endpoints
-        }
+        self.targets = {e: _target(e, settings) for e in router.endpoints}
         self.timeout = self.read_timeout(settings.timeout)
+
+    def _target(
+        self, endpoint: Endpoint, body: dict[str, Any], state: CallState
+    ) -> tuple[_Target, dict[str, Any]]:
+        """The endpoint's target, and the body with its (or the client's) model."""
+        target = self.targets[endpoint]
+        state.url = target.text
+        if "model" not in body and (endpoint.model or self.settings.model):
+            body = {**body, "model": endpoint.model or self.settings.model}
+        return target, body
+
+    async def _post(
+        self,
+        turn: Turn,
+        target: _Target,
+        body: dict[str, Any],
+        endpoint: Endpoint,
+        timeout: float | None,
+        state: CallState,
+        number: int,
+        *,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """Send one attempt's request inside its rate-limit turn.
+
+        An error status's headers go to the turn, so the limiter learns what the server said.
+        """
+        state.throttled += turn.waited
+        try:
+            return await post_json(
+                self.http,
+                target.url,
+                body,
+                timeout=self.timeout if timeout is None else self.read_timeout(timeout),
+                headers=target.headers,
+                secret=self.settings.key_for(endpoint),
+                on_phase=self._connection_phase(state, number),
+                stream=stream,
+            )
+        except APIStatusError as exc:
+            turn.headers = exc.headers
+            raise
 
     def _connection_phase(self, state: CallState, number: int) -> PhaseReporter | None:
         """Name the wait that starts now; a reporter if surge's pool will say more."""
@@ -188,31 +237,14 @@ class CallPath:
         endpoint: Endpoint,
     ) -> ChatResponse:
         """One attempt of a chat call: its endpoint's rate limit, then one request."""
-        url, headers = self.targets[endpoint]
-        state.url = str(url)
-        if "model" not in body and (endpoint.model or self.settings.model):
-            body = {**body, "model": endpoint.model or self.settings.model}
+        target, body = self._target(endpoint, body, state)
         state.phase = f"waiting for the rate limit (attempt {number})"
         async with self.limits.turn(endpoint.base_url, cost) as turn:
-            state.throttled += turn.waited
-            on_phase = self._connection_phase(state, number)
             started = time.perf_counter()
-            try:
-                response = await post_json(
-                    self.http,
-                    url,
-                    body,
-                    timeout=self.timeout if timeout is None else self.read_timeout(timeout),
-                    headers=headers,
-                    secret=self.settings.key_for(endpoint),
-                    on_phase=on_phase,
-                )
-            except APIStatusError as exc:
-                turn.headers = exc.headers
-                raise
+            response = await self._post(turn, target, body, endpoint, timeout, state, number)
             # One pass into a plain dict: httpx.Headers scans every header per lookup.
             response_headers = turn.headers = dict(response.headers)
-            chat = decode_chat(response.content, status_code=response.status_code, url=state.url)
+            chat = decode_chat(response.content, status_code=response.status_code, url=target.text)
             turn.used = chat.usage.total_tokens if chat.usage is not None else None
         timings = response.extensions.get(TIMINGS_EXTENSION)
         if not isinstance(timings, Timings):  # a user-supplied client without surge's pool
@@ -285,31 +317,15 @@ class CallPath:
         endpoint: Endpoint,
     ) -> StreamLease[T]:
         """One attempt of a streamed call: its rate-limit turn, the request, the first event."""
-        url, headers = self.targets[endpoint]
-        state.url = str(url)
-        if "model" not in body and (endpoint.model or self.settings.model):
-            body = {**body, "model": endpoint.model or self.settings.model}
+        target, body = self._target(endpoint, body, state)
         state.phase = f"waiting for the rate limit (attempt {number})"
         turn_context = self.limits.turn(endpoint.base_url, cost)
         turn = await turn_context.__aenter__()
         try:
-            state.throttled += turn.waited
-            on_phase = self._connection_phase(state, number)
             started = time.perf_counter()
-            try:
-                response = await post_json(
-                    self.http,
-                    url,
-                    body,
-                    timeout=self.timeout if timeout is None else self.read_timeout(timeout),
-                    headers=headers,
-                    secret=self.settings.key_for(endpoint),
-                    on_phase=on_phase,
-                    stream=True,
-                )
-            except APIStatusError as exc:
-                turn.headers = exc.headers
-                raise
+            response = await self._post(
+                turn, target, body, endpoint, timeout, state, number, stream=True
+            )
             turn.headers = dict(response.headers)
             timings = response.extensions.get(TIMINGS_EXTENSION)
             if not isinstance(timings, Timings):
@@ -317,7 +333,7 @@ class CallPath:
             sent = started + timings.queued + timings.connect
             state.phase = f"waiting for the first event of the stream (attempt {number})"
             try:
-                reader = await opener(response, state.url)
+                reader = await opener(response, target.text)
             except BaseException:
                 await shielded(response.aclose())
                 raise
