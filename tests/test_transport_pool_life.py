@@ -178,10 +178,12 @@ async def test_pools_sharing_an_ssl_context_do_not_flip_each_other(
     ca.configure_trust(ctx)
     async with serving(H2Server(tls=(str(chain), str(key)), max_streams=1)) as srv:
         http_a, pool_a = pool_client(http2=True, verify=ctx)
-        http_b, _ = pool_client(verify=ctx)
+        http_b, pool_b = pool_client(verify=ctx)
         async with http_a, http_b:
             assert (await http_a.get(srv.url)).http_version == "HTTP/2"
-            await http_b.get(srv.url)  # a pool without http2 on the same context
+            # A pool without http2 on the same context, after A: HTTP/1.1 (the server
+            # offers both).
+            assert (await http_b.get(srv.url)).http_version == "HTTP/1.1"
             # A opens a second connection (one stream each): still HTTP/2.
             results: list[str] = []
 
@@ -195,6 +197,21 @@ async def test_pools_sharing_an_ssl_context_do_not_flip_each_other(
                 srv.release()
             assert results == ["HTTP/2", "HTTP/2"]
             assert pool_a.stats().connections_opened == 2
+            # ... and B's connections opened after A's (to a second server, whose held
+            # requests have not been released) are still HTTP/1.1.
+            versions: list[str] = []
+            async with serving(H2Server(tls=(str(chain), str(key)))) as srv2:
+
+                async def call_b() -> None:
+                    versions.append((await http_b.get(srv2.url + "/?hold=1")).http_version)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(call_b)
+                    tg.start_soon(call_b)
+                    await srv2.wait_for(lambda s: s.in_flight == 2)
+                    srv2.release()
+            assert versions == ["HTTP/1.1", "HTTP/1.1"]
+            assert pool_b.stats().connections_opened == 3
 
 
 # ---------------------------------------------------------------------- running out of fds

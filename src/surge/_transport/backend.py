@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import httpx
 
 __all__ = [
+    "TLS",
     "Backend",
     "Stream",
     "Timer",
@@ -31,7 +32,7 @@ __all__ = [
     "Waiter",
     "connect_error",
     "get_backend",
-    "make_ssl_context",
+    "make_tls",
 ]
 
 
@@ -118,9 +119,9 @@ class Backend:
         raise NotImplementedError
 
     async def connect(
-        self, host: str, port: int, ssl_context: ssl.SSLContext | None, time_limit: float | None
+        self, host: str, port: int, tls: TLS | None, time_limit: float | None
     ) -> Stream:
-        """Open a TCP connection (and TLS if `ssl_context`); raises ConnectError/Timeout."""
+        """Open a TCP connection (and TLS if `tls`); raises ConnectError/Timeout."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -155,25 +156,46 @@ def get_backend() -> Backend:
     raise RuntimeError("surge's pool needs a running asyncio or trio event loop")
 
 
-def make_ssl_context(verify: bool | str | ssl.SSLContext, http2: bool) -> ssl.SSLContext:
-    """Build the TLS context of a pool, offering h2 by ALPN when `http2`.
+class TLS:
+    """A pool's TLS settings: the context and the ALPN protocols its connections offer.
+
+    The context may be the caller's and shared with other pools that speak other
+    protocols, and a context cannot be copied (client certificates would be lost). A
+    context's ALPN list is copied into each connection when the connection's TLS object
+    is made, so `context()` sets this pool's list just before that, with no await in
+    between: every connection offers what its own pool speaks, whatever other pools
+    sharing the context set.
+    """
+
+    __slots__ = ("_context", "alpn")
+
+    def __init__(self, context: ssl.SSLContext, alpn: tuple[str, ...]) -> None:
+        self._context = context
+        self.alpn = alpn
+
+    def context(self) -> ssl.SSLContext:
+        """The context, its ALPN protocols set for this pool; wrap a socket with it now."""
+        self._context.set_alpn_protocols(self.alpn)
+        return self._context
+
+    def __repr__(self) -> str:
+        return f"TLS(alpn={list(self.alpn)!r})"
+
+
+def make_tls(verify: bool | str | ssl.SSLContext, http2: bool) -> TLS:
+    """Build the TLS settings of a pool, offering h2 by ALPN when `http2`.
 
     Args:
         verify: True (system CAs), False (no verification), a CA bundle path, or a context
-            (used as given, with ALPN protocols set).
+            (used as given; only its ALPN protocols are set, per connection, see `TLS`).
         http2: Offer HTTP/2 by ALPN.
 
     Returns:
-        The context.
+        The settings.
     """
+    alpn = ("h2", "http/1.1") if http2 else ("http/1.1",)
     if isinstance(verify, ssl.SSLContext):
-        # A context cannot be copied (client certificates would be lost), so the caller's
-        # is used as given; ALPN is only ever widened on it, never narrowed, so that two
-        # pools sharing it cannot flip each other between HTTP/1.1 and HTTP/2 (a pool
-        # without http2 speaks HTTP/2 if the server picks it from a context offering h2).
-        if http2:
-            verify.set_alpn_protocols(["h2", "http/1.1"])
-        return verify
+        return TLS(verify, alpn)
     if verify is False:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
@@ -192,5 +214,4 @@ def make_ssl_context(verify: bool | str | ssl.SSLContext, http2: bool) -> ssl.SS
             ctx = ssl.create_default_context(capath=path)
         else:
             ctx = ssl.create_default_context(cafile=path)
-    ctx.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
-    return ctx
+    return TLS(ctx, alpn)

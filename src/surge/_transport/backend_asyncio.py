@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from surge._transport.backend import Backend, Stream, Timer, Waiter, connect_error
+from surge._transport.backend import TLS, Backend, Stream, Timer, Waiter, connect_error
 from surge._transport.deadlines import Deadlines
 
 __all__ = ["AsyncioBackend"]
@@ -292,26 +292,13 @@ class AsyncioBackend(Backend):
         self._deadlines.close()
 
     async def connect(
-        self, host: str, port: int, ssl_context: ssl.SSLContext | None, time_limit: float | None
+        self, host: str, port: int, tls: TLS | None, time_limit: float | None
     ) -> Stream:
         """Open a TCP (and TLS) connection within `time_limit` seconds."""
-        loop = self._loop
-        stream = _AsyncioStream(loop, self._deadlines)
-        coro = loop.create_connection(
-            lambda: stream,
-            host,
-            port,
-            ssl=ssl_context,
-            server_hostname=host if ssl_context is not None else None,
-        )
+        stream = _AsyncioStream(self._loop, self._deadlines)
         if time_limit is None:
-            try:
-                await coro
-            except ssl.SSLError as exc:
-                raise httpx.ConnectError(f"TLS handshake with {host}:{port} failed: {exc}") from exc
-            except OSError as exc:
-                raise connect_error(host, port, exc) from exc
-            return self._connected(stream, ssl_context)
+            await self._open(stream, host, port, tls)
+            return stream
         # Like asyncio.timeout, but the timer is a deadline-queue entry, not a heap timer.
         task = asyncio.current_task()
         assert task is not None
@@ -319,25 +306,45 @@ class AsyncioBackend(Backend):
         cancelling = _cancelling(task)
         deadline = self._deadlines.add(time_limit, _connect_expired, state)
         try:
-            await coro
+            await self._open(stream, host, port, tls)
         except asyncio.CancelledError:
             if state.fired and _uncancel(task) <= cancelling:
                 raise httpx.ConnectTimeout(
                     f"timed out connecting to {host}:{port} after {time_limit} s"
                 ) from None
             raise
-        except ssl.SSLError as exc:
-            raise httpx.ConnectError(f"TLS handshake with {host}:{port} failed: {exc}") from exc
-        except OSError as exc:
-            raise connect_error(host, port, exc) from exc
         finally:
             self._deadlines.cancel(deadline)
-        return self._connected(stream, ssl_context)
-
-    @staticmethod
-    def _connected(stream: _AsyncioStream, ssl_context: ssl.SSLContext | None) -> Stream:
-        if ssl_context is not None and stream.transport is not None:
-            ssl_object = stream.transport.get_extra_info("ssl_object")
-            if ssl_object is not None:
-                stream.alpn = ssl_object.selected_alpn_protocol()
         return stream
+
+    async def _open(self, stream: _AsyncioStream, host: str, port: int, tls: TLS | None) -> None:
+        """Connect `stream`, then start TLS on it if `tls` (both steps translate errors)."""
+        loop = self._loop
+        try:
+            await loop.create_connection(lambda: stream, host, port)
+        except OSError as exc:
+            raise connect_error(host, port, exc) from exc
+        if tls is None:
+            return
+        raw = stream.transport
+        assert raw is not None
+        try:
+            # start_tls makes the TLS object before its first await: right after
+            # tls.context() set this pool's ALPN protocols on a maybe-shared context.
+            wrapped = await loop.start_tls(raw, stream, tls.context(), server_hostname=host)
+        except ssl.SSLError as exc:
+            raw.abort()
+            raise httpx.ConnectError(f"TLS handshake with {host}:{port} failed: {exc}") from exc
+        except OSError as exc:
+            raw.abort()
+            raise connect_error(host, port, exc) from exc
+        except BaseException:
+            raw.abort()
+            raise
+        if wrapped is None:  # pragma: no cover - the loop closed under the handshake
+            raw.abort()
+            raise httpx.ConnectError(f"TLS handshake with {host}:{port} was abandoned")
+        stream.transport = wrapped
+        ssl_object = wrapped.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            stream.alpn = ssl_object.selected_alpn_protocol()

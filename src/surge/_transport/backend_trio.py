@@ -11,14 +11,13 @@ import math
 import os
 import select
 import socket
-import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import trio
 
-from surge._transport.backend import Backend, Stream, Timer, Waiter, connect_error
+from surge._transport.backend import TLS, Backend, Stream, Timer, Waiter, connect_error
 
 __all__ = ["TrioBackend"]
 
@@ -188,7 +187,7 @@ class TrioBackend(Backend):
         trio.lowlevel.spawn_system_task(fn, name="surge pool background write")
 
     async def connect(
-        self, host: str, port: int, ssl_context: ssl.SSLContext | None, time_limit: float | None
+        self, host: str, port: int, tls: TLS | None, time_limit: float | None
     ) -> Stream:
         """Open a TCP (and TLS) connection within `time_limit` seconds."""
         try:
@@ -196,9 +195,10 @@ class TrioBackend(Backend):
                 tcp = await trio.open_tcp_stream(host, port)
                 stream: Any = tcp
                 alpn = None
-                if ssl_context is not None:
+                if tls is not None:
+                    # SSLStream makes its TLS object here: right after tls.context().
                     stream = trio.SSLStream(
-                        tcp, ssl_context, server_hostname=host, https_compatible=True
+                        tcp, tls.context(), server_hostname=host, https_compatible=True
                     )
                     try:
                         await stream.do_handshake()

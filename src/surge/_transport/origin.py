@@ -67,8 +67,8 @@ class Origin:
         "pool",
         "port",
         "prior_knowledge",
-        "ssl_context",
         "stats",
+        "tls",
         "url",
         "waiters",
     )
@@ -87,7 +87,7 @@ class Origin:
         self.expiry = config.keepalive_expiry
         self.multiplex = config.http2
         self.prior_knowledge = config.http2 and scheme == "http"
-        self.ssl_context = pool._ssl_context() if scheme == "https" else None
+        self.tls = pool._tls() if scheme == "https" else None
         self.idle: deque[H1Connection] = deque()
         self.h2_ready: dict[H2Connection, None] = {}
         self.h2_idle: set[H2Connection] = set()  # usable, no stream open
@@ -234,7 +234,7 @@ class Origin:
         now = self.now
         started = now()
         try:
-            stream = await self.backend.connect(self.host, self.port, self.ssl_context, time_limit)
+            stream = await self.backend.connect(self.host, self.port, self.tls, time_limit)
         except TooManyOpenFiles as exc:
             self.active -= 1
             self.opening -= 1

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
 
 import httpx
 
 from surge._config import PoolConfig
 from surge._timings import PHASE_EXTENSION, PoolStats, Timings
-from surge._transport.backend import Backend, get_backend, make_ssl_context
+from surge._transport.backend import TLS, Backend, get_backend, make_tls
 from surge._transport.h1 import RetryableError
 from surge._transport.origin import Conn, Open, Origin
 from surge._transport.stats import WAIT_WARNING_THRESHOLD, WaitStats
@@ -67,14 +66,14 @@ class PoolTransport(httpx.AsyncBaseTransport):
         self._origins: dict[tuple[bytes, bytes, int | None], Origin] = {}
         self._backend: Backend | None = None
         self._stats = WaitStats()
-        self._ssl: Any = None
+        self._ssl: TLS | None = None
         self._closed = False
         self._fork_generation = _fork_generation[0]
         self._warned_fds = False
 
-    def _ssl_context(self) -> Any:
+    def _tls(self) -> TLS:
         if self._ssl is None:
-            self._ssl = make_ssl_context(self._config.verify, self._config.http2)
+            self._ssl = make_tls(self._config.verify, self._config.http2)
         return self._ssl
 
     def _bind(self) -> None:
