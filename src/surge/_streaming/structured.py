@@ -32,12 +32,12 @@ from surge._structured.failures import (
 from surge._structured.modes import Discovery, ModeMemory, OutputMode, Strategy
 from surge._structured.plan import OutputPlan, plan_for, prompt_hint
 from surge._structured.reading import all_failed, exhausted, read_reply
-from surge._structured.run import (
-    _FALLBACK,
-    _check_arguments,
-    _reask,
-    _request,
-    _shows_schema_to_model,
+from surge._structured.request import (
+    FALLBACK,
+    build_request,
+    check_arguments,
+    reask_messages,
+    shows_schema_to_model,
 )
 from surge._types import ChatResponse, MessageInput, dump_messages
 
@@ -95,7 +95,7 @@ class StructuredStream(Generic[T]):
         memory: ModeMemory,
         items: bool,
     ) -> None:
-        _check_arguments(mode, max_retries, params)
+        check_arguments(mode, max_retries, params)
         if "stream" in params:
             raise ConfigError("stream_structured() always streams; remove stream=")
         self._client = client
@@ -144,7 +144,7 @@ class StructuredStream(Generic[T]):
         client, plan, mode, memory = self._client, self._plan, self._mode, self._memory
         chosen_model = self._model if self._model is not None else client.model
         key = f"{client.base_url} {chosen_model or ''}"
-        schema_in_prompt = mode is None and not _shows_schema_to_model(client.base_url)
+        schema_in_prompt = mode is None and not shows_schema_to_model(client.base_url)
         discovery: Discovery | None = None
         if mode is None:
             strategy, discovery = await memory.remembered_or_discover(key)
@@ -160,7 +160,7 @@ class StructuredStream(Generic[T]):
         try:
             while True:
                 hint = prompt_hint(plan, strategy, schema_in_prompt)
-                conversation, params = _request(
+                conversation, params = build_request(
                     plan, self._messages, strategy, hint, self._params, strict
                 )
                 stream = client.stream([*conversation, *reasks], model=self._model, **params)
@@ -186,7 +186,7 @@ class StructuredStream(Generic[T]):
                     if grammar:
                         learn = False
                     tried.append((strategy, server_message(exc)))
-                    strategy = _FALLBACK.get(strategy, "prompt")
+                    strategy = FALLBACK.get(strategy, "prompt")
                     continue
                 try:
                     if learn:
@@ -232,7 +232,7 @@ class StructuredStream(Generic[T]):
                     retry_hint = "Follow the schema given above."
                 else:
                     retry_hint = "" if strategy == "tools" else plan.object_prompt_text
-                reasks += _reask(response, plan, strategy, error, retry_hint)
+                reasks += reask_messages(response, plan, strategy, error, retry_hint)
                 last = _NOTHING
         finally:
             memory.finish(discovery, key)

@@ -28,11 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-import httpx
-
 from surge._errors import (
     APIStatusError,
-    ConfigError,
     ParseAttempt,
     TransportError,
 )
@@ -45,14 +42,19 @@ from surge._structured.failures import (
     server_message,
     sum_usage,
 )
-from surge._structured.modes import MODES, Discovery, ModeMemory, OutputMode, Strategy
+from surge._structured.modes import Discovery, ModeMemory, OutputMode, Strategy
 from surge._structured.plan import (
-    OutputPlan,
     plan_for,
     prompt_hint,
-    request_params,
 )
 from surge._structured.reading import all_failed, exhausted, read_reply
+from surge._structured.request import (
+    FALLBACK,
+    build_request,
+    check_arguments,
+    reask_messages,
+    shows_schema_to_model,
+)
 from surge._types import ChatResponse, MessageInput, Usage, dump_messages
 
 __all__ = [
@@ -64,9 +66,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-_FALLBACK: dict[Strategy, Strategy] = {"json_schema": "json_object", "json_object": "prompt"}
-_RESERVED = ("response_format", "tools", "tool_choice", "functions", "function_call")
 
 
 class ChatCaller(Protocol):
@@ -130,35 +129,6 @@ class StructuredResult(Generic[T]):
 # -- one request ----------------------------------------------------------------------------
 
 
-def _with_instructions(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
-    """Append `text` to the last user message (every chat template accepts that)."""
-    out = [dict(m) for m in messages]
-    for message in reversed(out):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                message["content"] = f"{content}\n\n{text}" if content else text
-                return out
-            if isinstance(content, list):
-                message["content"] = [*content, {"type": "text", "text": text}]
-                return out
-    out.append({"role": "user", "content": text})
-    return out
-
-
-def _request(
-    plan: OutputPlan,
-    base: list[dict[str, Any]],
-    strategy: Strategy,
-    hint: str,
-    params: dict[str, Any],
-    strict: bool,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The messages and parameters of one request for `strategy` (before any re-ask)."""
-    conversation = _with_instructions(base, hint) if hint else base
-    return conversation, {**params, **request_params(plan, strategy, strict)}
-
-
 def preview_request(
     client: ChatCaller,
     output_type: Any,
@@ -177,62 +147,13 @@ def preview_request(
     Raises:
         ConfigError: As for `run_structured`.
     """
-    _check_arguments(mode, 0, params)
+    check_arguments(mode, 0, params)
     plan = plan_for(output_type)
     chosen_model = model if model is not None else client.model
     strategy = mode or memory.get(f"{client.base_url} {chosen_model or ''}") or "json_schema"
-    schema_in_prompt = mode is None and not _shows_schema_to_model(client.base_url)
+    schema_in_prompt = mode is None and not shows_schema_to_model(client.base_url)
     hint = prompt_hint(plan, strategy, schema_in_prompt)
-    return _request(plan, dump_messages(messages), strategy, hint, params, plan.strict.strict)
-
-
-def _check_arguments(mode: OutputMode | None, max_retries: int, params: dict[str, Any]) -> None:
-    if mode is not None and mode not in MODES:
-        raise ConfigError(f"mode must be one of {', '.join(MODES)} or None; got {mode!r}")
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ConfigError(f"max_retries must be an integer >= 0; got {max_retries!r}")
-    reserved = [name for name in _RESERVED if name in params]
-    if reserved:
-        raise ConfigError(
-            f"structured() sets {', '.join(reserved)} itself; remove it, or choose how "
-            "structure is asked for with mode='json_schema' | 'tools' | 'prompt'"
-        )
-
-
-def _shows_schema_to_model(base_url: str) -> bool:
-    """Whether the server itself shows a json_schema's schema to the model (OpenAI does)."""
-    host = httpx.URL(base_url).host
-    return host == "openai.com" or host.endswith((".openai.com", ".openai.azure.com"))
-
-
-def _reask(
-    response: ChatResponse, plan: OutputPlan, strategy: Strategy, why: str, schema_hint: str
-) -> list[dict[str, Any]]:
-    """The messages that show the model its bad reply and the error."""
-    message = response.message
-    calls = response.tool_calls
-    if strategy == "tools" and calls:
-        assistant: dict[str, Any] = {
-            "role": "assistant",
-            "content": message.content,
-            "tool_calls": [c.model_dump(exclude_none=True) for c in calls],
-        }
-        answers = [
-            {
-                "role": "tool",
-                "tool_call_id": call.id or f"call_{i}",
-                "content": f"Error: {why}\nCall {plan.name} again with corrected arguments.",
-            }
-            for i, call in enumerate(calls)
-        ]
-        return [assistant, *answers]
-    ask = f"Your answer could not be used: {why}\n\nAnswer again with only the corrected JSON."
-    if schema_hint:
-        ask += f"\n{schema_hint}"
-    return [
-        {"role": "assistant", "content": message.content or ""},
-        {"role": "user", "content": ask},
-    ]
+    return build_request(plan, dump_messages(messages), strategy, hint, params, plan.strict.strict)
 
 
 # -- the runner -----------------------------------------------------------------------------
@@ -274,12 +195,12 @@ async def run_structured(
             `mode=None`, a rejection of the structured-output request is handled by
             falling back instead.
     """
-    _check_arguments(mode, max_retries, params)
+    check_arguments(mode, max_retries, params)
     plan = plan_for(output_type)
     base = dump_messages(messages)
     chosen_model = model if model is not None else client.model
     key = f"{client.base_url} {chosen_model or ''}"
-    schema_in_prompt = mode is None and not _shows_schema_to_model(client.base_url)
+    schema_in_prompt = mode is None and not shows_schema_to_model(client.base_url)
 
     discovery: Discovery | None = None
     if mode is None:
@@ -298,7 +219,7 @@ async def run_structured(
             hint = prompt_hint(plan, strategy, schema_in_prompt)
             if not hints and strategy != "prompt":
                 hint = ""
-            conversation, sent_params = _request(plan, base, strategy, hint, params, strict)
+            conversation, sent_params = build_request(plan, base, strategy, hint, params, strict)
             try:
                 response = await _send(
                     client,
@@ -338,7 +259,7 @@ async def run_structured(
                 if grammar:
                     learn = False  # this schema failed, not the endpoint
                 tried.append((strategy, server_message(exc)))
-                strategy = _FALLBACK.get(strategy, "prompt")
+                strategy = FALLBACK.get(strategy, "prompt")
                 continue
             if learn:
                 memory.learn(key, strategy)
@@ -366,7 +287,7 @@ async def run_structured(
                 retry_hint = ""
             else:  # the server may ignore response_format: now show the schema
                 retry_hint = "" if strategy == "tools" else plan.object_prompt_text
-            reasks += _reask(response, plan, strategy, error, retry_hint)
+            reasks += reask_messages(response, plan, strategy, error, retry_hint)
     finally:
         memory.finish(discovery, key)
 
