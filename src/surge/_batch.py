@@ -457,6 +457,28 @@ class BatchMethods:
             progress=progress,
         )
 
+    @overload
+    def map_as_completed(
+        self: _MapHost,
+        fn_or_prompt: Callable[[T], Awaitable[R]],
+        items: Items[T],
+        *,
+        concurrency: int | None = None,
+        return_exceptions: Literal[False] = False,
+        progress: ProgressOption = None,
+    ) -> AsCompleted[R]: ...
+
+    @overload
+    def map_as_completed(
+        self: _MapHost,
+        fn_or_prompt: Callable[[Any], Awaitable[Any]] | str,
+        items: Items[Any],
+        *,
+        concurrency: int | None = None,
+        return_exceptions: bool = False,
+        progress: ProgressOption = None,
+    ) -> AsCompleted[Any]: ...
+
     def map_as_completed(
         self: _MapHost,
         fn_or_prompt: Callable[[Any], Awaitable[Any]] | str,
