@@ -362,16 +362,11 @@ async def post_json(
         if pool is None:
             client = http.get()
             if not isinstance(client, httpx.AsyncClient):  # an httpx2 client
-                if stream:
-                    from surge._errors import ConfigError
-
-                    raise ConfigError(
-                        "streaming over a supplied httpx2 client is not supported yet; "
-                        "give LLMClient an httpx client (surge.http_client()) or none"
-                    )
                 from surge._httpx2_adapter import send_on_httpx2  # httpx2 is loaded: a client
 
-                response = await send_on_httpx2(client, url, content, headers, timeout)
+                response = await send_on_httpx2(
+                    client, url, content, headers, timeout, stream=stream
+                )
             else:
                 request = client.build_request(
                     "POST",

@@ -156,19 +156,67 @@ class Httpx2Transport(httpx2.AsyncBaseTransport):
         return f"<Httpx2Transport over {self.inner!r}>"
 
 
+def _to_httpx(exc: httpx2.HTTPError) -> httpx.HTTPError:
+    """The httpx counterpart of an httpx2 error, of the same name where there is one."""
+    for cls in type(exc).__mro__:
+        ours = _TO_HTTPX.get(cls)
+        if ours is not None and issubclass(ours, httpx.RequestError):
+            return ours(str(exc))
+    return httpx.TransportError(str(exc) or type(exc).__name__)
+
+
+class _Httpx2Body(httpx.AsyncByteStream):
+    """An httpx2 response's raw body as an httpx byte stream, httpx2's errors translated.
+
+    An iterator object, not an async generator, so that leaving a stream early leaves no
+    half-run generator of surge's behind; `aclose` closes httpx2's iterator and response.
+    """
+
+    def __init__(self, response: httpx2.Response) -> None:
+        self._response = response
+        self._raw = response.aiter_raw()
+
+    def __aiter__(self) -> _Httpx2Body:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._raw.__anext__()
+        except httpx2.HTTPError as exc:
+            raise _to_httpx(exc) from exc
+
+    async def aclose(self) -> None:
+        try:
+            await self._raw.aclose()
+        finally:
+            await self._response.aclose()
+
+
 async def send_on_httpx2(
     client: httpx2.AsyncClient,
     url: httpx.URL,
     content: bytes,
     headers: httpx.Headers,
     timeout: httpx.Timeout | None,
+    *,
+    stream: bool = False,
 ) -> httpx.Response:
-    """POST through a user's `httpx2.AsyncClient`; return the read response as httpx's.
+    """POST through a user's `httpx2.AsyncClient`; return the response as httpx's.
 
     For `LLMClient(http_client=<an httpx2 client>)`: the call path above speaks httpx, so
     the reply comes back as an `httpx.Response` (status, headers, body, extensions, the
     `surge.timings` among them), and httpx2's errors as httpx's of the same name, for
     `surge._http.translate_error` to turn into surge's, once.
+
+    Args:
+        client: The user's client.
+        url: Where to POST.
+        content: The body.
+        headers: The request headers.
+        timeout: This request's timeouts; None for the client's.
+        stream: Leave a success's body unread: the response's stream reads it from httpx2
+            (errors translated) and closing it closes the httpx2 response. An error
+            status's body is read and closed, as without `stream`.
 
     Raises:
         httpx.HTTPError: The httpx counterpart of what httpx2 raised.
@@ -183,14 +231,20 @@ async def send_on_httpx2(
             if timeout is not None
             else httpx2.USE_CLIENT_DEFAULT,
         )
-        response = await client.send(request)
-        body = response.content
+        response = await client.send(request, stream=stream)
+        if stream and response.status_code < 400:
+            return httpx.Response(
+                response.status_code,
+                headers=response.headers.raw,
+                stream=_Httpx2Body(response),
+                extensions=response.extensions,
+            )
+        try:
+            body = await response.aread()
+        finally:
+            await response.aclose()
     except httpx2.HTTPError as exc:
-        for cls in type(exc).__mro__:
-            ours = _TO_HTTPX.get(cls)
-            if ours is not None and issubclass(ours, httpx.RequestError):
-                raise ours(str(exc)) from exc
-        raise httpx.TransportError(str(exc) or type(exc).__name__) from exc
+        raise _to_httpx(exc) from exc
     return httpx.Response(
         response.status_code,
         headers=response.headers.raw,

@@ -196,3 +196,49 @@ def test_a_missing_httpx2_is_a_config_error_naming_the_extra(
     monkeypatch.delitem(sys.modules, "surge._httpx2_adapter", raising=False)
     with pytest.raises(surge.ConfigError, match=r'pip install "surge\[httpx2\]"'):
         surge.httpx2_client()
+
+
+async def test_llmclient_streams_over_an_httpx2_client() -> None:
+    """client.stream over a supplied httpx2 client: deltas, errors, and leaving early."""
+    for make in (surge.httpx2_client, httpx2.AsyncClient):
+        http = make()
+        async with SimulatedServer(reply="one two three") as server:
+            llm = surge.LLMClient(base_url=server.url, http_client=http, retry=False)
+            with anyio.fail_after(10):
+                async with llm.stream("hi") as stream:
+                    deltas = [text async for text in stream.text_deltas()]
+                    response = await stream.response()
+            assert "".join(deltas) == "one two three"
+            assert len(deltas) == 3
+            assert response.text == "one two three"
+            assert response.finish_reason == "stop"
+        async with SimulatedServer(failures=Failure.status(429, first=1)) as server:
+            llm = surge.LLMClient(base_url=server.url, http_client=http, retry=False)
+            with pytest.raises(surge.RateLimitError):
+                async with llm.stream("hi") as stream:
+                    pass
+        async with SimulatedServer(failures=Failure.drop_mid_body(first=1)) as server:
+            llm = surge.LLMClient(base_url=server.url, http_client=http, retry=False)
+            with pytest.raises(surge.TransportError):
+                async with llm.stream("hi") as stream:
+                    await stream.response()
+        await http.aclose()
+
+
+# Leaving early leaves httpx2's own body generators (Response.aiter_raw, httpcore2's
+# PoolByteStream) half-run, which trio's finalizer reports, as in the openai SDK tests.
+@pytest.mark.filterwarnings("ignore:Async generator:ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_stream_left_early_over_an_httpx2_client_stops_the_server() -> None:
+    for make in (surge.httpx2_client, httpx2.AsyncClient):
+        http = make()
+        reply = " ".join(["word"] * 400)  # 10 s at 40 tokens/s if read to the end
+        async with SimulatedServer(reply=reply, stream_tokens_per_second=40) as server:
+            llm = surge.LLMClient(base_url=server.url, http_client=http, retry=False)
+            with anyio.fail_after(5):
+                async with llm.stream("hi") as stream:
+                    async for _ in stream:  # the stream itself: no generator left half-run
+                        break
+                await server.wait_for(lambda s: s.cancelled == 1)
+            assert server.stats.cancelled == 1
+        await http.aclose()
