@@ -85,6 +85,8 @@ _OPENER = re.compile(r"[{\[]")
 _BRACKET = re.compile(r"[{\[\]}]")
 _STRUCTURE = re.compile(r'[{}\[\]"]|//|/\*')
 _STRING_END = re.compile(r'(?:[^"\\]|\\.)*"', re.S)
+_OPENER_RUN = re.compile(r"[{\[]+")
+_CLOSER = {"{": "}", "[": "]"}
 
 
 @dataclass(frozen=True)
@@ -139,12 +141,18 @@ def _balanced(text: str) -> list[_Span]:
             end, budget = _close(text, start, ends, budget)
         if end < 0:
             fail_at = -1 - end
-            json_like = _json_like(text, start)
+            # The openers right after this one that fail the same way (`{{{{`) are
+            # taken in one step: inside such a run only a `[` can start a value.
+            run_end = _OPENER_RUN.match(text, start).end()  # type: ignore[union-attr]
+            last = start
+            while last + 1 < run_end and ends.get(last + 1) == end:
+                last += 1
+            json_like = "[" in text[start:last] or _json_like(text, last)
             if fail_at > shadow:
                 shadow, shadow_json = fail_at, json_like
             else:
                 shadow_json = shadow_json or json_like
-            pos = start + 1
+            pos = last + 1
             continue
         inside = start < shadow
         out.append(_Span(text[start:end], start, inside, inside and shadow_json))
@@ -161,7 +169,7 @@ def _close(text: str, start: int, ends: dict[int, int], budget: int) -> tuple[in
     meet the same failure.
     """
     n = len(text)
-    stack = [("}" if text[start] == "{" else "]", start)]
+    stack = [start]  # the openers still open
     i = start + 1
     result = -1 - n
     while True:
@@ -185,7 +193,19 @@ def _close(text: str, start: int, ends: dict[int, int], budget: int) -> tuple[in
         if c in "{[":
             known = ends.get(j)
             if known is None:
-                stack.append(("}" if c == "{" else "]", j))
+                # A run of openers none of which is known yet goes on the stack at
+                # once, each costing one character of budget as if met one by one.
+                k = _OPENER_RUN.match(text, j).end()  # type: ignore[union-attr]
+                if k - j > 1 and ends.keys().isdisjoint(range(j + 1, k)):
+                    extra = min(k - j - 1, budget)
+                    stack.extend(range(j, j + 1 + extra))
+                    budget -= k - j - 1
+                    if budget < 0:
+                        budget = -1
+                        break
+                    i = k
+                    continue
+                stack.append(j)
                 i = j + 1
                 continue
             if known < 0:
@@ -194,10 +214,10 @@ def _close(text: str, start: int, ends: dict[int, int], budget: int) -> tuple[in
             i = known  # already scanned: skip to its end
             continue
         if c in "}]":
-            if c != stack[-1][0]:
+            if c != _CLOSER[text[stack[-1]]]:
                 result = -1 - j  # mismatched: leave it to the tolerant parser
                 break
-            _, opened = stack.pop()
+            opened = stack.pop()
             ends[opened] = j + 1
             if not stack:
                 return j + 1, budget
@@ -220,8 +240,7 @@ def _close(text: str, start: int, ends: dict[int, int], budget: int) -> tuple[in
             i = line_end
             continue
         i = j + 1
-    for _, opened in stack:
-        ends[opened] = result
+    ends.update(dict.fromkeys(stack, result))
     return result, budget
 
 
