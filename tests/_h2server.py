@@ -17,7 +17,8 @@ server serves tests on asyncio and trio, and tests wait for server-side facts wi
 Recorded facts (under `cond`): `resets` (stream ids the client reset, in order),
 `requests` (requests whose headers arrived), `finished` (streams fully answered),
 `in_flight` (streams open on the server), `sent` (body bytes sent per stream id),
-`bodies` (request body bytes received per stream id), `goaways_sent`, `settings_acked`
+`bodies` (request body bytes received per stream id), `headers` (each stream's request
+header block as decoded, `hpack` tuple classes kept), `goaways_sent`, `settings_acked`
 (SETTINGS the client acknowledged). Controls: `set_max_streams`, `goaway`, `drop` (abort
 every connection), `pause_reading` / `resume_reading`, `reset_stream`, `release`.
 
@@ -100,6 +101,7 @@ class ScriptedH2Server(_Base):
         self.server_resets: list[int] = []
         self.sent: dict[int, int] = {}
         self.bodies: dict[int, int] = {}
+        self.headers: dict[int, list[Any]] = {}
         self._conns: list[_Conn] = []
 
     # ------------------------------------------------------------------ test controls
@@ -249,6 +251,7 @@ class ScriptedH2Server(_Base):
         h2conn = conn.h2
         if isinstance(event, h2.events.RequestReceived):
             headers = dict(event.headers)
+            self.headers[event.stream_id] = list(event.headers)
             query = {k: v[0] for k, v in parse_qs(headers[":path"].partition("?")[2]).items()}
             sid = event.stream_id
             conn.query[sid] = query

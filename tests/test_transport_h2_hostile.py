@@ -466,3 +466,44 @@ async def test_max_keepalive_connections_holds_for_http2(anyio_backend: str) -> 
             assert srv.connections_opened == 10
             await srv.wait_for(lambda s: s.connections_closed == 8)
             assert pool.stats().idle == 2
+
+
+# ---------------------------------------------------------------------- the header block
+async def test_header_block_is_clean_and_credentials_are_never_indexed(
+    srv: ScriptedH2Server, mode: str, ca: trustme.CA
+) -> None:
+    # surge builds the block itself (h2's outbound checks are off): lower-case names,
+    # no connection-specific fields, `te` only as trailers; credentials and short cookies
+    # never enter the HPACK tables (RFC 7541 7.1.3).
+    http, _ = make_client(mode, ca)
+    headers = [
+        ("Authorization", "Bearer sk-secret"),
+        ("Proxy-Authorization", "Basic abc"),
+        ("Cookie", "a=1"),
+        ("X-Trace", "Keep-Case"),
+        ("Connection", "keep-alive"),
+        ("Keep-Alive", "timeout=5"),
+        ("Upgrade", "h2c"),
+        ("TE", "gzip"),
+    ]
+    async with http:
+        response = await http.get(srv.url + "/?n=1", headers=headers)
+        assert response.status_code == 200
+        await http.get(srv.url + "/?n=2", headers=[("te", "trailers")])
+    (first, second) = (srv.headers[1], srv.headers[3])
+    seen = [(n, v, type(h).__name__) for h in first for n, v in [h]]
+    authority = srv.url.split("//")[1].split("/")[0]
+    assert seen == [
+        (":method", "GET", "HeaderTuple"),
+        (":authority", authority, "HeaderTuple"),
+        (":scheme", "https" if mode == "tls" else "http", "HeaderTuple"),
+        (":path", "/?n=1", "HeaderTuple"),
+        ("accept", "*/*", "HeaderTuple"),
+        ("accept-encoding", "gzip, deflate", "HeaderTuple"),
+        ("user-agent", f"python-httpx/{httpx.__version__}", "HeaderTuple"),
+        ("authorization", "Bearer sk-secret", "NeverIndexedHeaderTuple"),
+        ("proxy-authorization", "Basic abc", "NeverIndexedHeaderTuple"),
+        ("x-trace", "Keep-Case", "HeaderTuple"),
+        ("cookie", "a=1", "NeverIndexedHeaderTuple"),  # h2 puts cookies last as it joins them
+    ]
+    assert [n for n, _ in second][4:] == ["accept", "accept-encoding", "user-agent", "te"]

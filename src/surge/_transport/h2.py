@@ -14,13 +14,11 @@ stream ends (`release_stream`) and when the connection may take no new stream
 from __future__ import annotations
 
 import contextlib
-import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
-import anyio.lowlevel
 import h2.config
 import h2.connection
 import h2.errors
@@ -33,15 +31,13 @@ from surge._timings import TIMINGS_EXTENSION, Timings
 from surge._transport.backend import Stream, Timer
 from surge._transport.h1 import STALE_RACE_SECONDS, RetryableError
 from surge._transport.h2_body import H2Body
+from surge._transport.h2_request import BodyUpload, request_headers
 from surge._transport.h2_state import CountingConnection, GoawayStateMachine
 
 __all__ = ["H2Connection"]
 
 _HTTP2 = b"HTTP/2"
 _MAX_CAPACITY = 1000
-_SKIP_HEADERS = frozenset(
-    {b"host", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
-)
 _WINDOW = 16 * 1024 * 1024
 _BACKGROUND_WRITE_LIMIT = 10.0  # seconds for a reset flushed in the background
 _STREAM_EVENTS = (
@@ -60,7 +56,7 @@ class _Owner(Protocol):
     def spawn(self, fn: Callable[[], Awaitable[None]]) -> None: ...
 
 
-class H2Connection:
+class H2Connection(BodyUpload):
     """An HTTP/2 connection multiplexing requests as streams.
 
     Attributes:
@@ -86,7 +82,14 @@ class H2Connection:
         self.idle_since = 0.0
         self.connect_time = 0.0
         self.served = 0
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        # Outbound headers are built clean by request_headers(), so h2's own (costly, per
+        # request) checks and normalisation of them are off; inbound ones stay on.
+        config = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
         self._h2 = CountingConnection(config)
         self._h2.state_machine = GoawayStateMachine()
         self._events: dict[int, deque[Any]] = {}
@@ -103,6 +106,10 @@ class H2Connection:
         # asyncio hands a whole write to its transport before any await, so a cancelled
         # write never leaves half a frame; on trio it may, unless shielded (see _flush).
         self._atomic_writes = bool(getattr(stream, "atomic_writes", False))
+
+    def now(self) -> float:
+        """Return the loop's clock (the pool's)."""
+        return self.owner.now()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, time_limit: float | None) -> None:
@@ -398,7 +405,7 @@ class H2Connection:
             except httpx.RequestNotRead:
                 body = None
             self._write_time_limit = write_timeout
-            conn.send_headers(sid, self._headers(request), end_stream=body == b"")
+            conn.send_headers(sid, request_headers(request), end_stream=body == b"")
             conn.opened.add(sid)
             if body is None:
                 async for chunk in request.stream:  # type: ignore[union-attr]
@@ -475,106 +482,3 @@ class H2Connection:
             stream=body_stream,
             extensions={"http_version": _HTTP2, TIMINGS_EXTENSION: timings},
         )
-
-    def _headers(self, request: httpx.Request) -> list[tuple[bytes, bytes]]:
-        url = request.url
-        authority = request.headers.get("host") or url.netloc.decode("ascii")
-        headers = [
-            (b":method", request.method.encode("ascii")),
-            (b":authority", authority.encode("ascii")),
-            (b":scheme", url.raw_scheme),
-            (b":path", url.raw_path),
-        ]
-        for name, value in request.headers.raw:
-            lower = name.lower()
-            if lower in _SKIP_HEADERS or (lower == b"te" and value.lower() != b"trailers"):
-                continue
-            headers.append((lower, value))
-        return headers
-
-    async def _send_data(
-        self, sid: int, data: bytes, time_limit: float | None, end: bool = False
-    ) -> bool:
-        """Send `data` on stream `sid` as flow control allows (with END_STREAM if `end`).
-
-        Returns:
-            False if the server answered, ended or reset the stream before all was sent
-            (the rest is not sent), else True.
-
-        Raises:
-            httpx.WriteTimeout: The window stayed closed for `time_limit` seconds.
-        """
-        conn = self._h2
-        view = memoryview(data)
-        deadline = None if time_limit is None else self.owner.now() + time_limit
-        try:
-            while view:
-                window = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
-                if window <= 0:
-                    await self._flush(time_limit)
-                    if not await self._wait_for_window(sid, deadline):
-                        return False
-                    continue
-                last = len(view) <= window
-                conn.send_data(sid, bytes(view[:window]), end_stream=end and last)
-                view = view[window:]
-                if last and end:
-                    return True  # the caller flushes: one write for a small request
-                await self._flush(time_limit)
-                if not self._atomic_writes:  # the shielded write did not see a cancel
-                    await anyio.lowlevel.checkpoint_if_cancelled()
-        except h2.exceptions.StreamClosedError:
-            return False  # reset by the server: its RST_STREAM is queued for the reader
-        return True
-
-    async def _wait_for_window(self, sid: int, deadline: float | None) -> bool:
-        """Wait until stream `sid` may send again; False if its answer or end came first.
-
-        Reads the socket for everyone if nobody else does (stream events stay queued for
-        their streams); else parks until a WINDOW_UPDATE, a stream event or a hand-off
-        wakes it. Leaving, it hands the reading role on if requests are parked.
-        """
-        queue = self._events[sid]
-        conn = self._h2
-        try:
-            while conn.local_flow_control_window(sid) <= 0:
-                if queue:
-                    return False
-                if self._error is not None:
-                    raise type(self._error)(str(self._error))
-                if self._refused(sid):
-                    raise httpx.RemoteProtocolError(f"{self.url} refused the stream (GOAWAY)")
-                left = None if deadline is None else deadline - self.owner.now()
-                if left is not None and left <= 0:
-                    raise httpx.WriteTimeout(
-                        f"timed out waiting for {self.url} to open the HTTP/2 flow-control "
-                        "window for the request body"
-                    )
-                if not self._reading:
-                    self._reading = True
-                    try:
-                        await self._read_once(left)
-                    except httpx.ReadTimeout:
-                        continue  # the deadline check above raises WriteTimeout
-                    except httpx.TransportError as exc:
-                        self._lost(type(exc)(str(exc)))
-                        raise
-                    finally:
-                        self._reading = False
-                else:
-                    event = anyio.Event()
-                    self._parked[sid] = event
-                    self._window_waiting.add(sid)
-                    try:
-                        with anyio.move_on_after(math.inf if left is None else left):
-                            await event.wait()
-                    finally:
-                        self._window_waiting.discard(sid)
-                        if self._parked.get(sid) is event:
-                            del self._parked[sid]
-        except h2.exceptions.StreamClosedError:
-            return False
-        finally:
-            if not self._reading and self._parked:
-                self._hand_off()
-        return True

@@ -1,0 +1,181 @@
+"""What an HTTP/2 request sends: its header block and its body, under flow control.
+
+`request_headers` builds the header block clean (lower-case names, no connection-specific
+fields, credentials marked never-indexed), so that h2 need not check and normalise it again
+for every request. `BodyUpload` is the upload half of `H2Connection`, mixed into it: it
+sends a body as the stream's and the connection's windows allow, and waits for a window
+on an event, reading the socket for everyone meanwhile if nobody else is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import h2.exceptions
+import hpack
+import httpx
+
+from surge._transport.h2_state import CountingConnection
+
+__all__ = ["BodyUpload", "request_headers"]
+
+_SKIP_HEADERS = frozenset(
+    {b"host", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+# Fields HPACK must never add to its tables (RFC 7541 7.1.3), as h2's own normalisation does:
+# credentials always, short cookies (guessable from a table's size) too.
+_NEVER_INDEXED = frozenset({b"authorization", b"proxy-authorization"})
+_SHORT_COOKIE = 20
+
+
+def request_headers(request: httpx.Request) -> list[tuple[bytes, bytes]]:
+    """Return the HTTP/2 header block of `request`: pseudo-headers first, names lower-case.
+
+    Connection-specific fields (RFC 9113 8.2.2) are dropped, and `te` unless it is
+    `trailers`; credentials and short cookies are marked never-indexed.
+    """
+    url = request.url
+    authority = request.headers.get("host") or url.netloc.decode("ascii")
+    headers: list[tuple[bytes, bytes]] = [
+        (b":method", request.method.encode("ascii")),
+        (b":authority", authority.encode("ascii")),
+        (b":scheme", url.raw_scheme),
+        (b":path", url.raw_path),
+    ]
+    for name, value in request.headers.raw:
+        lower = name.lower()
+        if (
+            lower in _SKIP_HEADERS
+            or not lower
+            or lower[:1] == b":"
+            or (lower == b"te" and value.lower() != b"trailers")
+        ):
+            continue
+        if lower in _NEVER_INDEXED or (lower == b"cookie" and len(value) < _SHORT_COOKIE):
+            headers.append(hpack.NeverIndexedHeaderTuple(lower, value))
+        else:
+            headers.append((lower, value))
+    return headers
+
+
+class BodyUpload:
+    """The upload half of `H2Connection`, whose state it shares (declared here for types)."""
+
+    url: str
+    _h2: CountingConnection
+    _events: dict[int, deque[Any]]
+    _parked: dict[int, anyio.Event]
+    _window_waiting: set[int]
+    _reading: bool
+    _error: httpx.TransportError | None
+    _atomic_writes: bool
+
+    def now(self) -> float:
+        """Return the loop's clock (the pool's)."""
+        raise NotImplementedError
+
+    async def _flush(self, time_limit: float | None) -> None:
+        raise NotImplementedError
+
+    async def _read_once(self, time_limit: float | None) -> None:
+        raise NotImplementedError
+
+    def _refused(self, sid: int) -> bool:
+        raise NotImplementedError
+
+    def _lost(self, error: httpx.TransportError) -> None:
+        raise NotImplementedError
+
+    def _hand_off(self) -> None:
+        raise NotImplementedError
+
+    async def _send_data(
+        self, sid: int, data: bytes, time_limit: float | None, end: bool = False
+    ) -> bool:
+        """Send `data` on stream `sid` as flow control allows (with END_STREAM if `end`).
+
+        Returns:
+            False if the server answered, ended or reset the stream before all was sent
+            (the rest is not sent), else True.
+
+        Raises:
+            httpx.WriteTimeout: The window stayed closed for `time_limit` seconds.
+        """
+        conn = self._h2
+        view = memoryview(data)
+        deadline = None if time_limit is None else self.now() + time_limit
+        try:
+            while view:
+                window = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+                if window <= 0:
+                    await self._flush(time_limit)
+                    if not await self._wait_for_window(sid, deadline):
+                        return False
+                    continue
+                last = len(view) <= window
+                conn.send_data(sid, bytes(view[:window]), end_stream=end and last)
+                view = view[window:]
+                if last and end:
+                    return True  # the caller flushes: one write for a small request
+                await self._flush(time_limit)
+                if not self._atomic_writes:  # the shielded write did not see a cancel
+                    await anyio.lowlevel.checkpoint_if_cancelled()
+        except h2.exceptions.StreamClosedError:
+            return False  # reset by the server: its RST_STREAM is queued for the reader
+        return True
+
+    async def _wait_for_window(self, sid: int, deadline: float | None) -> bool:
+        """Wait until stream `sid` may send again; False if its answer or end came first.
+
+        Reads the socket for everyone if nobody else does (stream events stay queued for
+        their streams); else parks until a WINDOW_UPDATE, a stream event or a hand-off
+        wakes it. Leaving, it hands the reading role on if requests are parked.
+        """
+        queue = self._events[sid]
+        conn = self._h2
+        try:
+            while conn.local_flow_control_window(sid) <= 0:
+                if queue:
+                    return False
+                if self._error is not None:
+                    raise type(self._error)(str(self._error))
+                if self._refused(sid):
+                    raise httpx.RemoteProtocolError(f"{self.url} refused the stream (GOAWAY)")
+                left = None if deadline is None else deadline - self.now()
+                if left is not None and left <= 0:
+                    raise httpx.WriteTimeout(
+                        f"timed out waiting for {self.url} to open the HTTP/2 flow-control "
+                        "window for the request body"
+                    )
+                if not self._reading:
+                    self._reading = True
+                    try:
+                        await self._read_once(left)
+                    except httpx.ReadTimeout:
+                        continue  # the deadline check above raises WriteTimeout
+                    except httpx.TransportError as exc:
+                        self._lost(type(exc)(str(exc)))
+                        raise
+                    finally:
+                        self._reading = False
+                else:
+                    event = anyio.Event()
+                    self._parked[sid] = event
+                    self._window_waiting.add(sid)
+                    try:
+                        with anyio.move_on_after(math.inf if left is None else left):
+                            await event.wait()
+                    finally:
+                        self._window_waiting.discard(sid)
+                        if self._parked.get(sid) is event:
+                            del self._parked[sid]
+        except h2.exceptions.StreamClosedError:
+            return False
+        finally:
+            if not self._reading and self._parked:
+                self._hand_off()
+        return True
