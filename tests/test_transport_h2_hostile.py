@@ -6,6 +6,7 @@ h2c (prior knowledge) and TLS with ALPN.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
@@ -406,6 +407,34 @@ async def test_pool_timeout_while_connecting_says_so(anyio_backend: str) -> None
             with pytest.raises(httpx.PoolTimeout, match=r"still connecting to it \(1 connection"):
                 await http.get(srv.url, timeout=httpx.Timeout(10.0, pool=0.2))
             tg.cancel_scope.cancel()
+
+
+async def test_slow_wait_warning_says_it_waited_for_a_connect(
+    mode: str, ca: trustme.CA, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The second request waits for the connection the first is opening; when it gets a
+    # stream, nothing is being opened any more: the warning must give the reason its wait
+    # began with, not "every stream ... was busy and 0 more were being opened".
+    import surge._transport.pool
+    import surge._transport.stats
+
+    monkeypatch.setattr(surge._transport.pool, "WAIT_WARNING_THRESHOLD", 0.0)
+    monkeypatch.setattr(surge._transport.stats, "WAIT_WARNING_INTERVAL", 0.0)  # log each
+    async with serving(make_server(mode, ca, hold_preface=True)) as srv:
+        http, pool = make_client(mode, ca)
+        with caplog.at_level(logging.WARNING, logger="surge"):
+            async with http, anyio.create_task_group() as tg:
+                tg.start_soon(http.get, srv.url)
+                await srv.wait_for(lambda s: s.connections_opened == 1)
+                tg.start_soon(http.get, srv.url)
+                with anyio.fail_after(10):
+                    while pool.stats().waiting != 1:
+                        await anyio.lowlevel.checkpoint()
+                srv.release_preface()
+        messages = [r.getMessage() for r in caplog.records if r.name == "surge"]
+        # One from the request that opened the connection, one from the one that waited.
+        connecting = "The pool was still connecting to it (1 connection(s) being opened"
+        assert [connecting in m for m in messages] == [True, True]
 
 
 # ---------------------------------------------------------------------- 8: what may be resent

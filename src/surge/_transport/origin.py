@@ -163,17 +163,28 @@ class Origin:
             raise type(value)(str(value))
         return value
 
-    def wait_reason(self) -> str | None:
-        """Say why requests wait when it is not the limit (None: all connections busy)."""
-        if self.opening and len(self.conns) == 0:
+    def wait_state(self) -> tuple[int, int, int]:
+        """Return what `wait_reason` reads (opening, open, active), to keep for later."""
+        return (self.opening, len(self.conns), self.active)
+
+    def wait_reason(self, state: tuple[int, int, int] | None = None) -> str | None:
+        """Say why requests wait when it is not the limit (None: all connections busy).
+
+        Args:
+            state: `wait_state()` as it was when the wait began (default: now). A request
+                handed the connection it waited for says that it waited for a connect,
+                though by then none is being opened any more.
+        """
+        opening, n_open, active = self.wait_state() if state is None else state
+        if opening and n_open == 0:
             return (
-                f"the pool was still connecting to it ({self.opening} connection(s) being "
+                f"the pool was still connecting to it ({opening} connection(s) being "
                 f"opened, none open yet)"
             )
-        if self.active < self.max_conn and self.multiplex:
+        if active < self.max_conn and self.multiplex:
             return (
-                f"every stream of its {len(self.conns)} HTTP/2 connection(s) was busy and "
-                f"{self.opening} more were being opened"
+                f"every stream of its {n_open} HTTP/2 connection(s) was busy and "
+                f"{opening} more were being opened"
             )
         return None
 

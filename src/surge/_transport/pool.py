@@ -146,7 +146,9 @@ class PoolTransport(httpx.AsyncBaseTransport):
             timings = Timings()
             for attempt in (0, 1):
                 conn = origin.try_acquire()
+                state = None
                 if conn is None:
+                    state = origin.wait_state()  # the warning says why it waited, not why not now
                     conn = await origin.wait(pool_timeout)
                 acquired = now()
                 waited = acquired - start
@@ -158,7 +160,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
                         origin.n_waiting,
                         origin.url,
                         origin.max_conn,
-                        origin.wait_reason(),
+                        origin.wait_reason(state),
                     )
                 if attempt == 0:
                     timings.queued = waited
