@@ -176,7 +176,7 @@ class Origin:
                 though by then none is being opened any more.
         """
         opening, n_open, active = self.wait_state() if state is None else state
-        if opening and n_open == 0:
+        if opening and n_open == 0 and (self.multiplex or active < self.max_conn):
             return (
                 f"the pool was still connecting to it ({opening} connection(s) being "
                 f"opened, none open yet)"
