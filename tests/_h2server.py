@@ -14,7 +14,8 @@ server serves tests on asyncio and trio, and tests wait for server-side facts wi
     noack=1     never acknowledge this stream's request body (its upload stalls on the window)
     noack=first as noack=1, on the server's first connection only
 
-Recorded facts (under `cond`): `resets` (stream ids the client reset, in order),
+Recorded facts (under `cond`): `resets` (stream ids the client reset, in order, and
+`reset_times`, `time.monotonic()` as each was read),
 `requests` (requests whose headers arrived), `finished` (streams fully answered),
 `in_flight` (streams open on the server), `sent` (body bytes sent per stream id),
 `bodies` (request body bytes received per stream id), `headers` (each stream's request
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 import traceback
 from typing import Any
 from urllib.parse import parse_qs
@@ -96,6 +98,7 @@ class ScriptedH2Server(_Base):
         self._index = 0
         self._may_read: asyncio.Event | None = None
         self.resets: list[int] = []
+        self.reset_times: list[float] = []
         self.finished = 0
         self.goaways_sent = 0
         self.server_resets: list[int] = []
@@ -283,6 +286,7 @@ class ScriptedH2Server(_Base):
             was_open = conn.query.pop(sid, None) is not None
             with self.cond:
                 self.resets.append(sid)
+                self.reset_times.append(time.monotonic())
                 if was_open:
                     self.in_flight -= 1
                 self.cond.notify_all()

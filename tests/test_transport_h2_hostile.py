@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -55,72 +56,59 @@ async def srv(mode: str, ca: trustme.CA, anyio_backend: str) -> AsyncIterator[Sc
 _PROMPT = 0.1  # seconds: the server must see the reset this soon after the caller left
 
 
-@pytest.fixture
-async def reset_watch(srv: ScriptedH2Server) -> AsyncIterator[Any]:
-    """`start(expected)`: a task that sets the returned event once srv.resets == expected.
+def seen_reset_within(srv: ScriptedH2Server, left: float) -> float:
+    """Seconds from `left` (the caller gave up) to the server reading the reset.
 
-    The watch starts before the cancel, so that `fail_after(_PROMPT)` around the event
-    measures the client's flush, not the start of a watcher thread.
+    Both ends read the same monotonic clock, so the watcher thread's wake-up and the
+    test's own scheduling do not count: only the client's flush and the server's read.
     """
-    async with anyio.create_task_group() as tg:
-
-        def start(expected: list[int]) -> anyio.Event:
-            seen = anyio.Event()
-
-            async def watch() -> None:
-                await srv.wait_for(lambda s: s.resets == expected)
-                seen.set()
-
-            tg.start_soon(watch)
-            return seen
-
-        yield start
+    return srv.reset_times[-1] - left
 
 
 async def test_cancelled_request_resets_its_stream_at_once(
-    srv: ScriptedH2Server, mode: str, ca: trustme.CA, reset_watch: Any
+    srv: ScriptedH2Server, mode: str, ca: trustme.CA
 ) -> None:
     # The server never answers and the caller gives up: the server must see RST_STREAM
     # at once, with no later request on the connection to flush it.
     http, pool = make_client(mode, ca)
     async with http:
         assert (await http.get(srv.url)).status_code == 200  # stream 1 opens the connection
-        seen = reset_watch([3])
         async with anyio.create_task_group() as tg:
             tg.start_soon(http.get, srv.url + "/?stall=1")
             await srv.wait_for(lambda s: s.in_flight == 1)
+            left = time.monotonic()
             tg.cancel_scope.cancel()
-        with anyio.fail_after(_PROMPT):
-            await seen.wait()
+        await srv.wait_for(lambda s: s.resets == [3], 5)
+        assert seen_reset_within(srv, left) < _PROMPT
         assert pool.stats().in_use == 0
         assert srv.in_flight == 0
 
 
 async def test_timed_out_request_resets_its_stream_at_once(
-    srv: ScriptedH2Server, mode: str, ca: trustme.CA, reset_watch: Any
+    srv: ScriptedH2Server, mode: str, ca: trustme.CA
 ) -> None:
     http, pool = make_client(mode, ca)
     async with http:
-        seen = reset_watch([1])
         with pytest.raises(httpx.ReadTimeout):
             await http.get(srv.url + "/?stall=1", timeout=httpx.Timeout(10.0, read=0.3))
-        with anyio.fail_after(_PROMPT):
-            await seen.wait()
+        left = time.monotonic()  # the reset may even be out before this
+        await srv.wait_for(lambda s: s.resets == [1], 5)
+        assert seen_reset_within(srv, left) < _PROMPT
         assert pool.stats().in_use == 0
 
 
 async def test_response_closed_half_read_resets_its_stream_at_once(
-    srv: ScriptedH2Server, mode: str, ca: trustme.CA, reset_watch: Any
+    srv: ScriptedH2Server, mode: str, ca: trustme.CA
 ) -> None:
     http, pool = make_client(mode, ca)
     async with http:
-        seen = reset_watch([1])
         async with http.stream("GET", srv.url + "/?partial=10000") as response:
             async for chunk in response.aiter_raw():
                 assert chunk
                 break
-        with anyio.fail_after(_PROMPT):
-            await seen.wait()
+            left = time.monotonic()
+        await srv.wait_for(lambda s: s.resets == [1], 5)
+        assert seen_reset_within(srv, left) < _PROMPT
         assert pool.stats().in_use == 0
 
 
