@@ -154,6 +154,7 @@ async def test_pool_timeout_says_what_waited_and_which_limit(server: RawServer) 
     assert "max_connections=1" in message
     assert "1 request(s) were waiting" in message
     assert "0.1 s" in message
+    assert "Raise max_connections=... if the server can take more" in message
     assert "pool=" in message
     assert info.value.request.url.port == server.port
     assert transport.stats().waiting == 0

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import trustme
 
+import surge
 from surge import ConfigError
 from surge.testing import (
     ChatRequest,
@@ -23,6 +24,7 @@ from surge.testing import (
     ServerStats,
     SimulatedServer,
     ToolCall,
+    _server,
     lognormal,
     uniform,
 )
@@ -525,6 +527,37 @@ async def test_h2c_prior_knowledge() -> None:
     assert response.json()["object"] == "chat.completion"
     assert dict(server.stats.http_versions) == {"2": 6}
     assert server.stats.connections_opened == 1
+
+
+@pytest.mark.anyio
+async def test_h2_connection_carries_as_many_streams_at_once_as_it_allows() -> None:
+    # hypercorn's stream tree holds 1000: at a limit of 1000, the 1000th stream beside one
+    # that had just ended killed the connection's sender silently and every call hung.
+    limit = _server._H2_MAX_STREAMS
+
+    async def reply(request: ChatRequest) -> str:
+        if request.n > 0:  # hold every stream until all are open at once
+            await server.wait_for(lambda s: s.peak_in_flight == limit)
+        return "ok"
+
+    server = SimulatedServer(reply=reply)
+    async with server:
+        client = surge.LLMClient(base_url=server.url, http2=True, max_connections=1)
+        async with client:
+            await client.chat([{"role": "user", "content": "first"}])
+            answers: list[str] = []
+
+            async def call(i: int) -> None:
+                answers.append((await client.chat([{"role": "user", "content": str(i)}])).text)
+
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as group:
+                    for i in range(limit):
+                        group.start_soon(call, i)
+        stats = server.stats
+    assert answers == ["ok"] * limit
+    assert (stats.connections_opened, stats.peak_in_flight, stats.served) == (1, limit, limit + 1)
+    assert dict(stats.http_versions) == {"2": limit + 1}
 
 
 @pytest.mark.anyio

@@ -394,6 +394,8 @@ async def test_pool_timeout_while_connecting_says_so(anyio_backend: str) -> None
             await srv.wait_for(lambda s: s.connections_opened == 1)
             with pytest.raises(httpx.PoolTimeout, match=r"still connecting to it \(1 connection"):
                 await http.get(srv.url, timeout=httpx.Timeout(10.0, pool=0.2))
+            with pytest.raises(httpx.PoolTimeout, match=r"The server \(or the network\) is slow"):
+                await http.get(srv.url, timeout=httpx.Timeout(10.0, pool=0.2))
             tg.cancel_scope.cancel()
 
 
@@ -423,6 +425,9 @@ async def test_slow_wait_warning_says_it_waited_for_a_connect(
         # One from the request that opened the connection, one from the one that waited.
         connecting = "The pool was still connecting to it (1 connection(s) being opened"
         assert [connecting in m for m in messages] == [True, True]
+        # It waited for a connect: no advice to raise a limit that was not reached.
+        assert ["they waited for a connect" in m for m in messages] == [True, True]
+        assert ["Raise max_connections" in m for m in messages] == [False, False]
 
 
 # ---------------------------------------------------------------------- 8: what may be resent

@@ -151,12 +151,16 @@ class Origin:
             raise
         if not woken:
             self._left_queue()
-            busy = f"all max_connections={self.max_conn} connections to it are busy"
+            reason = self.wait_reason()
+            if reason is None:
+                reason = f"all max_connections={self.max_conn} connections to it are busy"
+                advice = "Raise max_connections=... if the server can take more requests at once"
+            else:
+                advice = "The server (or the network) is slow to accept connections"
             raise httpx.PoolTimeout(
                 f"timed out after {time_limit} s waiting for a free connection to {self.url}: "
-                f"{self.wait_reason() or busy} and {self.n_waiting + 1} request(s) were waiting. "
-                f"Raise max_connections=... if the server can take more requests at once, "
-                f"or the pool= timeout (None waits without limit)."
+                f"{reason} and {self.n_waiting + 1} request(s) were waiting. "
+                f"{advice}, or raise the pool= timeout (None waits without limit)."
             )
         value: Conn | Open | BaseException = waiter.value
         if isinstance(value, BaseException):

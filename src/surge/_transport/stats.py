@@ -113,18 +113,26 @@ class WaitStats:
         count, longest = self._slow, self._slow_max
         self._slow = 0
         self._slow_max = 0.0
+        if reason is None:
+            why = (
+                f"All max_connections={limit} connections to that origin were busy: this is "
+                "queueing inside the client, not the server. Raise max_connections=... "
+                "(PoolConfig / http_client / LLMClient) if the server can take more requests "
+                "at once; the pool= timeout bounds how long a request may wait."
+            )
+        else:  # below the limit: they waited for a connect, which more connections won't speed
+            why = (
+                f"{reason[0].upper()}{reason[1:]}: they waited for a connect, and its time is "
+                "the server's or the network's (TCP, TLS, HTTP/2 settings), not a client "
+                "limit; the connect= timeout bounds it."
+            )
         logger.warning(
             "surge pool: %d request(s) waited more than %.1f s (longest %.1f s) for a free "
-            "connection to %s; %d still waiting. %s: this is queueing inside the client, "
-            "not the server. Raise "
-            "max_connections=... (PoolConfig / http_client / LLMClient) if the server can take "
-            "more requests at once; the pool= timeout bounds how long a request may wait.",
+            "connection to %s; %d still waiting. %s",
             count,
             WAIT_WARNING_THRESHOLD,
             longest,
             where,
             waiting,
-            f"All max_connections={limit} connections to that origin were busy"
-            if reason is None
-            else reason[0].upper() + reason[1:],
+            why,
         )

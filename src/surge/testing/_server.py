@@ -35,6 +35,11 @@ __all__ = ["SimulatedServer"]
 _BACKLOG = 4096
 _STARTUP_TIMEOUT = 30.0
 _STOP_TIMEOUT = 30.0
+# HTTP/2 streams a connection may carry at once. hypercorn keeps every open stream (and,
+# for a moment, each one closing) in a `priority` tree whose limit is 1000; one insert
+# more raises inside its connection task, which then stops sending on that connection
+# without closing it, so every request on it hangs. 500 leaves that margin.
+_H2_MAX_STREAMS = 500
 
 
 class _SimConfig(Config):
@@ -312,7 +317,7 @@ class SimulatedServer:
         config.backlog = _BACKLOG
         config.keep_alive_timeout = 75.0  # longer than clients' idle expiry (surge: 15 s)
         config.keep_alive_max_requests = 1_000_000
-        config.h2_max_concurrent_streams = 1000
+        config.h2_max_concurrent_streams = _H2_MAX_STREAMS
         config.graceful_timeout = 2.0
         config.read_timeout = None
         return config
