@@ -14,8 +14,9 @@ Three measurements, each printed with the versions used:
    (quadratic: timed on every 10th prefix and multiplied by 10, so marked "est.").
    Per-piece cost in the first and last tenth of the stream shows it is flat.
 3. concurrency: N streams at once (1,000 by default), each 200 chunks at 50 tokens/s:
-   whether all progressed together (every stream had its first token before any ended),
-   and client CPU per chunk at 100 and at N streams.
+   whether all progressed together (streams that had their first token before any ended;
+   the most the server had in flight at once), and client CPU per chunk at 100 and at N
+   streams.
 
     .venv/bin/python benchmarks/streaming.py [--runs 3] [--streams 1000] [--only throughput]
 """
@@ -46,7 +47,9 @@ def reply(request):
     return " ".join(["tok"] * int(request.params.get("max_tokens", 10)))
 with SimulatedServer(reply=reply, stream_tokens_per_second=float(sys.argv[1])) as server:
     print("URL", server.url, flush=True)
-    sys.stdin.read()
+    for line in sys.stdin:  # "peak": the most requests in flight at once since the last ask
+        print(server.stats.peak_in_flight, flush=True)
+        server.reset_stats()
 """
 
 
@@ -63,6 +66,14 @@ class Server:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         self.url = line.split()[1]
+
+    def peak(self) -> int:
+        """The most requests the server had in flight at once since the last call."""
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write("peak\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline())
 
     def close(self) -> None:
         assert self.proc.stdin is not None
@@ -300,18 +311,20 @@ def concurrency(streams: int) -> None:
         print(f"\n3. concurrency: streams of {chunks} chunks at 50 tokens/s, all at once")
         print(
             f"{'streams':>8}{'proto':>7}{'chunks':>10}{'CPU µs/chunk':>15}"
-            f"{'streaming at once':>19}{'last first token':>18}"
+            f"{'streaming at once':>19}{'server peak':>13}{'last first token':>18}"
         )
         for http2 in (False, True):
             for n in sorted({100, streams}):
+                server.peak()  # zero the count: the warm-up and earlier runs are not in it
                 cpu, total, together, last = asyncio.run(
                     concurrent_run(server.url, n, chunks, http2)
                 )
+                peak = server.peak()
                 assert total == n * chunks, total
                 proto = "h2" if http2 else "h1"
                 print(
                     f"{n:>8}{proto:>7}{total:>10,}{cpu / total * 1e6:>15.1f}"
-                    f"{together:>14,} of {n:<4}{last:>12.2f} s"
+                    f"{together:>14,} of {n:<4}{peak:>13,}{last:>12.2f} s"
                 )
     finally:
         server.close()
