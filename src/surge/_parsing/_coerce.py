@@ -11,8 +11,10 @@ list -> its first fitting item (for scalar targets), a scalar -> a one-field obj
 JSON-encoded string -> the object or list it encodes, a key written without a value -> the
 type's empty value. Missing required lists become `[]`; optional fields take their default.
 
-In partial (streaming) mode a number the input ended in is `ABSENT` (it may still grow):
-dropped from lists, `None` in objects; fields not seen yet are `None`, lists `[]`, maps `{}`.
+In partial (streaming) mode a number the input ended in is `ABSENT` (it may still grow),
+and so is an unquoted word the input ended in that is the start of a literal (`tru`,
+`nul`: a `true` or `null` being written): dropped from lists, `None` in objects, at any
+depth; fields not seen yet are `None`, lists `[]`, maps `{}`.
 """
 
 from __future__ import annotations
@@ -28,11 +30,19 @@ from surge._parsing._repair import parse_document
 from surge._parsing._schema import Prop, Schema
 from surge._parsing._work import WORK
 
-__all__ = ["ABSENT", "Coercer", "Mismatch", "norm_key"]
+__all__ = ["ABSENT", "Coercer", "Mismatch", "norm_key", "plain_so_far", "unfinished"]
 
 ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
 _OMIT: Any = object()
 _WORDS = re.compile(r"[\W_]+")
+# A number cut before it is one (`-`, `12.`, `1e`, `1e-`): read as an unquoted word.
+_NUMBER_START = re.compile(r"-|-?\d[\d_]*(?:\.\d*)?(?:[eE][+-]?\d*)?")
+# The starts of the literals the reader knows (`t`, `fals`, `Non`, ...), whole ones included.
+_LITERAL_STARTS = frozenset(
+    word[:k]
+    for word in ("true", "True", "TRUE", "false", "False", "FALSE", "null", "Null", "NULL", "None")
+    for k in range(1, len(word) + 1)
+)
 
 
 class Mismatch(Exception):
@@ -63,6 +73,50 @@ def norm_key(key: str) -> str:
     return _WORDS.sub("", key).casefold()
 
 
+def unfinished(node: Node) -> bool:
+    """Partial mode, a node the text ended in: may what it is still change?
+
+    A number may still grow (`12` -> `123`; `-` and `12.` are numbers being written too),
+    and an unquoted word that starts a literal (`fa`, `nul`) is a `false` or `null`
+    being written, not a string.
+    """
+    if node.kind == "number":
+        return True
+    return (
+        node.kind == "string"
+        and not node.quoted
+        and (node.value in _LITERAL_STARTS or _NUMBER_START.fullmatch(node.value) is not None)
+    )
+
+
+def plain_so_far(node: Node) -> Any:
+    """`to_plain` of a node the text ended in, without what is unfinished at its end.
+
+    Only the last member of each container on the way to the end of the text can be
+    unfinished, so only that one is looked at more closely. `ABSENT` when the node
+    itself is unfinished (see `unfinished`).
+    """
+    if node.kind == "array" and node.value:
+        items = [to_plain(child) for child in node.value[:-1]]
+        last = node.value[-1]
+        value = to_plain(last) if last.complete else plain_so_far(last)
+        if value is not ABSENT:
+            items.append(value)
+        return items
+    if node.kind == "object" and node.value:
+        out: dict[str, Any] = {}
+        for key, child in node.value[:-1]:
+            if key not in out:
+                out[key] = to_plain(child)
+        key, last = node.value[-1]
+        if key not in out:
+            value = to_plain(last) if last.complete else plain_so_far(last)
+            if value is not ABSENT:
+                out[key] = value
+        return out
+    return ABSENT if unfinished(node) else to_plain(node)
+
+
 class Coercer:
     """Coerce nodes to schemas; one instance per parse.
 
@@ -88,11 +142,14 @@ class Coercer:
         """Fit `node` to `s`; return `(value, penalty)` or raise `Mismatch`."""
         WORK.coercions += 1
         kind = s.kind
+        if self.partial and not node.complete:
+            if node is not self.raw and unfinished(node):
+                return ABSENT, 0  # a number or literal the stream may still be writing
+            if kind == "any":
+                return plain_so_far(node), 0
         if kind == "union":
             return self._union(node, s, path)
         if kind == "any":
-            if self.partial and node.kind == "number" and not node.complete:
-                return ABSENT, 0
             return to_plain(node), 0
         if node.kind == "array" and kind in ("enum", "const", "integer", "number", "boolean"):
             return self._first_item(node, s, path)
