@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from surge._errors import OutputParseError, ParseAttempt
-from surge._parsing._coerce import ABSENT, Coercer, Mismatch, plain_so_far
+from surge._parsing._coerce import ABSENT, Coercer, Mismatch
 from surge._parsing._depth import DEFAULT_MAX_DEPTH, TooDeep
 from surge._parsing._extract import Candidate, any_json, candidates, raw_candidate
 from surge._parsing._nodes import repairs, to_plain
+from surge._parsing._prefix import plain_so_far
 from surge._parsing._schema import Schema
 
 __all__ = ["Ranked", "fail", "rank"]
