@@ -163,12 +163,13 @@ class Coercer:
             raise Mismatch(f"expected a number, got {_kind_name(node)}", path)
         if not integer:
             value = float(value)
-        for key, ok in (
-            ("minimum", value >= s.raw.get("minimum", value)),
-            ("maximum", value <= s.raw.get("maximum", value)),
+        low, high = s.raw.get("minimum"), s.raw.get("maximum")
+        for key, bound, ok in (
+            ("minimum", low, low is None or value >= low),
+            ("maximum", high, high is None or value <= high),
         ):
-            if not ok:
-                raise Mismatch(f"{value} is outside the {key} {s.raw[key]}", path)
+            if not ok:  # (NaN with no bound given is no error: it was a KeyError)
+                raise Mismatch(f"{value} is outside the {key} {bound}", path)
         return value, penalty
 
     def _boolean(self, node: Node, path: str) -> tuple[Any, int]:
