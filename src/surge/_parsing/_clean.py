@@ -17,7 +17,7 @@ from surge._parsing._coerce import Coercer, Mismatch, norm_key
 from surge._parsing._nodes import from_plain
 from surge._parsing._schema import Schema
 
-__all__ = ["NotClean", "clean"]
+__all__ = ["NotClean", "clean", "clean_part"]
 
 _LEAF = Coercer(partial=False)
 
@@ -33,6 +33,15 @@ def clean(value: Any, s: Schema, max_depth: int) -> Any:
         NotClean: The text needs the lenient path.
     """
     return _clean(value, s, max_depth, True)
+
+
+def clean_part(value: Any, s: Schema, depth_left: int, top: bool) -> Any:
+    """`clean` of a part of the value, `depth_left` levels from the limit (`top`: the root).
+
+    Raises:
+        NotClean: The text needs the lenient path.
+    """
+    return _clean(value, s, depth_left, top)
 
 
 def _clean(value: Any, s: Schema, depth_left: int, top: bool) -> Any:

@@ -11,8 +11,10 @@ list -> its first fitting item (for scalar targets), a scalar -> a one-field obj
 JSON-encoded string -> the object or list it encodes, a key written without a value -> the
 type's empty value. Missing required lists become `[]`; optional fields take their default.
 
-In partial (streaming) mode a number the input ended in is `ABSENT` (it may still grow):
-dropped from lists, `None` in objects; fields not seen yet are `None`, lists `[]`, maps `{}`.
+In partial (streaming) mode a number the input ended in is `ABSENT` (it may still grow),
+and so is an unquoted word the input ended in that is the start of a literal (`tru`,
+`nul`: a `true` or `null` being written): dropped from lists, `None` in objects, at any
+depth; fields not seen yet are `None`, lists `[]`, maps `{}`.
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ from typing import Any
 from surge._parsing._depth import DEFAULT_MAX_DEPTH
 from surge._parsing._match import bool_from_text, match_choice, number_from_text
 from surge._parsing._nodes import Node, repairs, to_plain
+from surge._parsing._prefix import ABSENT, plain_so_far, unfinished
 from surge._parsing._repair import parse_document
 from surge._parsing._schema import Prop, Schema
 from surge._parsing._work import WORK
 
 __all__ = ["ABSENT", "Coercer", "Mismatch", "norm_key"]
 
-ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
 _OMIT: Any = object()
 _WORDS = re.compile(r"[\W_]+")
 
@@ -88,11 +90,14 @@ class Coercer:
         """Fit `node` to `s`; return `(value, penalty)` or raise `Mismatch`."""
         WORK.coercions += 1
         kind = s.kind
+        if self.partial and not node.complete:
+            if node is not self.raw and unfinished(node):
+                return ABSENT, 0  # a number or literal the stream may still be writing
+            if kind == "any":
+                return plain_so_far(node), 0
         if kind == "union":
             return self._union(node, s, path)
         if kind == "any":
-            if self.partial and node.kind == "number" and not node.complete:
-                return ABSENT, 0
             return to_plain(node), 0
         if node.kind == "array" and kind in ("enum", "const", "integer", "number", "boolean"):
             return self._first_item(node, s, path)
@@ -158,12 +163,13 @@ class Coercer:
             raise Mismatch(f"expected a number, got {_kind_name(node)}", path)
         if not integer:
             value = float(value)
-        for key, ok in (
-            ("minimum", value >= s.raw.get("minimum", value)),
-            ("maximum", value <= s.raw.get("maximum", value)),
+        low, high = s.raw.get("minimum"), s.raw.get("maximum")
+        for key, bound, ok in (
+            ("minimum", low, low is None or value >= low),
+            ("maximum", high, high is None or value <= high),
         ):
-            if not ok:
-                raise Mismatch(f"{value} is outside the {key} {s.raw[key]}", path)
+            if not ok:  # (NaN with no bound given is no error: it was a KeyError)
+                raise Mismatch(f"{value} is outside the {key} {bound}", path)
         return value, penalty
 
     def _boolean(self, node: Node, path: str) -> tuple[Any, int]:

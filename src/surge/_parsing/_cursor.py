@@ -79,8 +79,12 @@ class Cursor:
             else:
                 return j
 
-    def _quoted_key_at(self, j: int) -> bool:
-        """Is there a quoted string at `j` (on one line) followed by a colon?"""
+    def _quoted_key_at(self, j: int, *, cut: bool = False) -> bool:
+        """Is there a quoted string at `j` (on one line) followed by a colon?
+
+        `cut`: also when the text ends before that is decided (`"ke` or `"key"` at the
+        very end): a key may be being written there.
+        """
         t = self.t
         if j >= self.n or t[j] not in CLOSERS:
             return False
@@ -89,13 +93,16 @@ class Cursor:
         while k < self.n and t[k] != "\n":
             if t[k] in closers:
                 m = self._skip_ws(k + 1)
-                return m < self.n and t[m] == ":"
+                return (m < self.n and t[m] == ":") or (cut and m >= self.n)
             k += 1
-        return False
+        return cut and k >= self.n
 
-    def _key_ahead(self, j: int) -> bool:
-        """After a comma: does a new member (quoted or bare key) start at `j`?"""
-        return self._quoted_key_at(j) or bool(_UNQUOTED_KEY_AHEAD.match(self.t, j))
+    def _key_ahead(self, j: int, *, cut: bool = False) -> bool:
+        """After a comma: does a new member (quoted or bare key) start at `j`?
+
+        `cut`: a quoted key cut by the end of the text counts (see `_quoted_key_at`).
+        """
+        return self._quoted_key_at(j, cut=cut) or bool(_UNQUOTED_KEY_AHEAD.match(self.t, j))
 
     def _enclosed_by(self, kind: str) -> bool:
         return kind in self.stack[:-1]

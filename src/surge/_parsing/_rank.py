@@ -16,6 +16,7 @@ from surge._parsing._coerce import ABSENT, Coercer, Mismatch
 from surge._parsing._depth import DEFAULT_MAX_DEPTH, TooDeep
 from surge._parsing._extract import Candidate, any_json, candidates, raw_candidate
 from surge._parsing._nodes import repairs, to_plain
+from surge._parsing._prefix import plain_so_far
 from surge._parsing._schema import Schema
 
 __all__ = ["Ranked", "fail", "rank"]
@@ -50,7 +51,9 @@ def rank(
             if partial:  # streaming, and no JSON written yet: no value so far
                 return [Ranked(None, 0, raw_candidate(text, partial=True))], []
             return [], [ParseAttempt(text, "no JSON value found in the text")]
-        return [Ranked(to_plain(node), 0, Candidate(node, text, "repair"))], []
+        value = plain_so_far(node) if partial and not node.complete else to_plain(node)
+        value = None if value is ABSENT else value
+        return [Ranked(value, 0, Candidate(node, text, "repair"))], []
     raw = raw_candidate(text, partial=partial)
     coercer = Coercer(partial=partial, raw=raw.node, max_depth=max_depth)
     ranked: list[Ranked] = []

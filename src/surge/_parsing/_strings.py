@@ -21,6 +21,7 @@ __all__ = ["StringReader"]
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\"}
 # What `\s` matches, and the closing brackets: the tail a truncated string may end in.
 _TAIL = "]})" + "".join(chr(c) for c in range(0x3001) if re.match(r"\s", chr(c)))
+_HEX = re.compile(r"[0-9a-fA-F]*")
 _BARE_KEY_BEFORE_QUOTE = re.compile(r",\s*[A-Za-z_$][\w$-]*\s*:\s*$")
 
 
@@ -46,6 +47,23 @@ def _last(buf: list[str], count: int) -> str:
         parts.append(buf[k])
         have += len(buf[k])
     return "".join(reversed(parts))[-count:] if count > 0 else ""
+
+
+def _cut_escape(t: str, i: int) -> bool:
+    r"""Does the text end inside the escape that starts at `i` (`\`, `\u00`, `\ud83d\ude`)?
+
+    A high surrogate at the very end counts too: its low half may follow.
+    """
+    rest = t[i : i + 13]
+    if len(rest) < 2:
+        return True
+    if rest[1] != "u" or len(rest) >= 12:
+        return False
+    if len(rest) < 6:
+        return _HEX.fullmatch(rest, 2) is not None
+    if _HEX.fullmatch(rest, 2, 6) is None or not 0xD800 <= int(rest[2:6], 16) < 0xDC00:
+        return False
+    return "\\u".startswith(rest[6:8]) and _HEX.fullmatch(rest, 8) is not None
 
 
 class StringReader(Cursor):
@@ -123,7 +141,9 @@ class StringReader(Cursor):
                 blen += 1
                 i += 2
                 continue
-            if c == "\\" and not escaped_doc and i + 1 < n:
+            if c == "\\" and not escaped_doc:
+                if _cut_escape(t, i):
+                    break  # the text ends inside an escape: never half of one
                 before = len(buf)
                 i = self._escape(i, buf)
                 blen += sum(len(part) for part in buf[before:])
@@ -145,7 +165,7 @@ class StringReader(Cursor):
                 if ctx == "object" and comma_at >= 0 and blen - comma_len < 80:
                     # A missing closing quote: `"New York, "gender": ...` or `"a, b: "x"`.
                     tail = _last(buf, blen - comma_len + 1)
-                    if (not tail[1:].strip() and self._quoted_key_at(i)) or (
+                    if (not tail[1:].strip() and self._quoted_key_at(i, cut=True)) or (
                         _BARE_KEY_BEFORE_QUOTE.search(tail)
                     ):
                         if deferred is not None:  # a quote written beats a missing one
@@ -268,7 +288,10 @@ class StringReader(Cursor):
                 return braces <= 0
             if c == ",":
                 m = self._skip(k + 1)
-                return m >= self.n or t[m] in "}]" or self._key_ahead(m)
+                # A key cut by the end of the text (`"a": "x", "b`) may be a key being
+                # written: the string ends here rather than swallow it (a later character
+                # can only lengthen what is read now, never contradict it).
+                return m >= self.n or t[m] in "}]" or self._key_ahead(m, cut=True)
             if c == "]":
                 return self._enclosed_by("array") and brackets <= 0
             return self._quoted_key_at(k)

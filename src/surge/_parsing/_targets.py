@@ -9,8 +9,6 @@ validates the result (its errors are wrapped in `OutputParseError`).
 
 from __future__ import annotations
 
-import copy
-import json
 import types
 import typing
 from collections.abc import Callable
@@ -20,7 +18,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import SchemaValidator
 
 from surge._errors import ConfigError, ParseAttempt
-from surge._parsing._clean import NotClean, clean
+from surge._parsing._clean import NotClean
 from surge._parsing._depth import (
     DEFAULT_MAX_DEPTH,
     TooDeep,
@@ -31,6 +29,8 @@ from surge._parsing._depth import (
 )
 from surge._parsing._rank import fail, rank
 from surge._parsing._schema import Schema, compile_schema
+from surge._parsing._schema_targets import clean_value
+from surge._parsing._schema_targets import schema_entry as _schema_entry
 from surge._parsing._tagged import prebuild
 
 __all__ = ["parse"]
@@ -167,33 +167,6 @@ def _prepare_fast(target: Any) -> Callable[[str], Any] | None:
     return fast
 
 
-class _SchemaEntry:
-    """A schema dict compiled once: the dict, a copy to notice changes, the `Schema`."""
-
-    __slots__ = ("copy", "schema", "target")
-
-    def __init__(self, target: dict[str, Any]) -> None:
-        self.target = target
-        self.copy = copy.deepcopy(target)
-        self.schema = compile_schema(target)
-
-
-# id(schema dict) -> its compiled entry (checked against the dict on every use).
-_SCHEMAS: dict[int, _SchemaEntry] = {}
-
-
-def _schema_entry(target: dict[str, Any]) -> _SchemaEntry:
-    entry = _SCHEMAS.get(id(target))
-    # The same dict, unchanged since it was compiled (a changed one is compiled again).
-    if entry is not None and entry.target is target and entry.copy == target:
-        return entry
-    entry = _SchemaEntry(target)
-    if len(_SCHEMAS) >= _CACHE_LIMIT:
-        _SCHEMAS.clear()
-    _SCHEMAS[id(target)] = entry
-    return entry
-
-
 def parse(
     text: str, target: Any, *, partial: bool = False, max_depth: int = DEFAULT_MAX_DEPTH
 ) -> Any:
@@ -264,14 +237,9 @@ def _parse(text: str, target: Any, partial: bool, max_depth: int) -> Any:
     entry = _schema_entry(target)
     if not partial and text[:1] in _JSON_START:
         try:
-            value = json.loads(text)
-        except (ValueError, RecursionError):
+            return clean_value(entry, text, max_depth)
+        except NotClean:
             pass
-        else:
-            try:
-                return clean(value, entry.schema, max_depth)
-            except NotClean:
-                pass
     ranked, attempts = rank(text, entry.schema, partial=partial, max_depth=max_depth)
     if not ranked:
         raise fail(text, target, entry.schema.describe(), attempts)
