@@ -165,6 +165,29 @@ def test_pydantic_discriminator_is_used_too() -> None:
     assert done["objects"] == 2 + 2
 
 
+def test_members_sharing_a_tag_are_left_to_pydantic() -> None:
+    # Both members name "x": the tag does not choose, so the fields do (pydantic's smart
+    # mode), never the first member with a tag that fits.
+    class Short(BaseModel):
+        kind: Literal["x"]
+        a: int
+
+    class Long(BaseModel):
+        kind: Literal["x"]
+        b: int
+
+    class Other(BaseModel):
+        kind: Literal["y"]
+        c: int
+
+    text = '[{"kind": "x", "b": 1}, {"kind": "x", "a": 2}, {"kind": "y", "c": 3},]'
+    assert parse(text, list[Short | Long | Other]) == [
+        Long(kind="x", b=1),
+        Short(kind="x", a=2),
+        Other(kind="y", c=3),
+    ]
+
+
 def test_untagged_nodes_of_a_union_are_still_fitted_a_bounded_number_of_times() -> None:
     class Box(BaseModel):
         child: Box | Leaf | None = None

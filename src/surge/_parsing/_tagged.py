@@ -32,30 +32,32 @@ def prebuild(tp: Any, value: Any) -> Any:
 
 class _Builder:
     def __init__(self) -> None:
-        # (id of value, type) -> built: a value reached twice under one type (it is not,
-        # in a tree; the memo keeps the walk linear whatever the type graph) is built once.
-        self.memo: dict[tuple[int, Any], Any] = {}
+        # (id of value, id of type) -> built: a value reached twice under one type (it is
+        # not, in a tree; the memo keeps the walk linear whatever the type graph) is built
+        # once. Ids, not the objects: a union's hash is recomputed at every use, and both
+        # outlive the walk (the value tree and the annotations hold them).
+        self.memo: dict[tuple[int, int], Any] = {}
+        self.shapes: dict[int, tuple[Any, tuple[Any, ...]]] = {}  # id of type -> (origin, args)
 
     def build(self, tp: Any, value: Any) -> Any:
         if not isinstance(value, (dict, list)):
             return value
-        try:
-            key = (id(value), tp)
-            return self.memo[key]
-        except KeyError:
-            pass
-        except TypeError:  # an unhashable annotation
-            return value
+        key = (id(value), id(tp))
+        memo = self.memo
+        if key in memo:
+            return memo[key]
         built = self._build(tp, value)
-        self.memo[key] = built
+        memo[key] = built
         return built
 
     def _build(self, tp: Any, value: Any) -> Any:
-        origin = typing.get_origin(tp)
-        args = typing.get_args(tp)
+        shape = self.shapes.get(id(tp))
+        if shape is None:
+            shape = self.shapes[id(tp)] = (typing.get_origin(tp), typing.get_args(tp))
+        origin, args = shape
         if origin is typing.Annotated:
             return self.build(args[0], value)
-        if origin in (typing.Union, types.UnionType):
+        if origin is typing.Union or origin is types.UnionType:
             member = _member(args, value) if isinstance(value, dict) else None
             if member is None:
                 return value
@@ -113,17 +115,45 @@ def _keys(name: str, info: Any) -> list[str]:
 
 def _member(args: tuple[Any, ...], value: dict[str, Any]) -> type[BaseModel] | None:
     """The one model among `args` whose `Literal` fields all match `value`, if any."""
+    try:
+        members = _MEMBERS.get(args)
+    except TypeError:  # an unhashable annotation among the members: no cache
+        members = _members(args, cache=False)
+    if members is None:
+        members = _members(args)
+    found: type[BaseModel] | None = None
+    for model, tags in members:
+        for keys, allowed in tags:
+            for key in keys:
+                if key in value and value[key] in allowed:
+                    break
+            else:
+                break  # this tag is not matched: not this model
+        else:
+            if found is not None:
+                return None  # two members match: leave the choice to pydantic
+            found = model
+    return found
+
+
+_Tags = list[tuple[list[str], tuple[Any, ...]]]
+_MEMBERS: dict[tuple[Any, ...], list[tuple[type[BaseModel], _Tags]]] = {}
+
+
+def _members(args: tuple[Any, ...], cache: bool = True) -> list[tuple[type[BaseModel], _Tags]]:
+    """The models of a union with their tags (see `_tags`); none if it is not tagged.
+
+    Fewer than two models, or one without a tag, leave the choice to pydantic.
+    """
     models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-    if len(models) < 2:
-        return None
-    found: list[type[BaseModel]] = []
-    for model in models:
-        tags = _tags(model)
-        if not tags:
-            return None  # an untagged member: leave the choice to pydantic
-        if all(any(k in value and value[k] in allowed for k in ks) for ks, allowed in tags):
-            found.append(model)
-    return found[0] if len(found) == 1 else None
+    out = [(model, _tags(model)) for model in models]
+    if len(models) < 2 or any(not tags for _, tags in out):
+        out = []
+    if cache:
+        if len(_MEMBERS) >= 512:
+            _MEMBERS.clear()
+        _MEMBERS[args] = out
+    return out
 
 
 _TAGS: dict[type[BaseModel], list[tuple[list[str], tuple[Any, ...]]]] = {}
