@@ -5,8 +5,9 @@ Three measurements, each printed with the versions used:
 1. throughput: the simulated server (its own process, `stream_tokens_per_second=inf`)
    streams 10,000 small chunks as fast as it can; client CPU per chunk
    (`time.process_time()` of this process) and chunks per second for `client.stream`, the
-   openai SDK's `AsyncStream` (default httpx client), and raw httpx `aiter_lines` with
-   the minimal SSE parsing (`data: ` lines, `json.loads`). Best of --runs.
+   openai SDK's `AsyncStream` (default httpx client; HTTP/2 with --http2), and raw
+   httpx `aiter_lines` with the minimal SSE parsing (`data: ` lines, `json.loads`).
+   --runs of each, the clients taken in turn; medians.
 2. partial objects: a 20 KB JSON object revealed 10 characters at a time. Time of
    `PartialReader` over the whole stream (what `stream_structured` uses, partial typed
    value built after every piece), against one `surge.parse(final, T, partial=True)` and
@@ -19,6 +20,7 @@ Three measurements, each printed with the versions used:
    streams.
 
     .venv/bin/python benchmarks/streaming.py [--runs 3] [--streams 1000] [--only throughput]
+        [--http2]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import asyncio
 import json
 import platform
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -108,17 +111,18 @@ async def _surge_once(client: surge.LLMClient, chunks: int) -> int:
     return count
 
 
-async def surge_stream(url: str, chunks: int, clock: Clock) -> int:
-    async with surge.LLMClient(base_url=url) as client:
+async def surge_stream(url: str, chunks: int, clock: Clock, http2: bool = False) -> int:
+    async with surge.LLMClient(base_url=url, http2=http2) as client:
         await _surge_once(client, 10)
         with clock:
             return await _surge_once(client, chunks)
 
 
-async def openai_stream(url: str, chunks: int, clock: Clock) -> int:
+async def openai_stream(url: str, chunks: int, clock: Clock, http2: bool = False) -> int:
     import openai
 
-    client = openai.AsyncOpenAI(base_url=url, api_key="sk-bench")
+    http_client = httpx.AsyncClient(http1=False, http2=True) if http2 else None
+    client = openai.AsyncOpenAI(base_url=url, api_key="sk-bench", http_client=http_client)
 
     async def once(n: int) -> int:
         count = 0
@@ -140,8 +144,9 @@ async def openai_stream(url: str, chunks: int, clock: Clock) -> int:
     return count
 
 
-async def httpx_stream(url: str, chunks: int, clock: Clock) -> int:
-    async with httpx.AsyncClient() as client:
+async def httpx_stream(url: str, chunks: int, clock: Clock, http2: bool = False) -> int:
+    # HTTP/2 over cleartext needs prior knowledge: http1=False.
+    async with httpx.AsyncClient(http1=not http2, http2=http2) as client:
 
         async def once(n: int) -> int:
             count = 0
@@ -159,32 +164,43 @@ async def httpx_stream(url: str, chunks: int, clock: Clock) -> int:
             return await once(chunks)
 
 
-def measure(fn: Any, url: str, chunks: int) -> tuple[float, float, int]:
+def measure(fn: Any, url: str, chunks: int, http2: bool = False) -> tuple[float, float, int]:
     """(wall s, CPU s, chunks) of the measured stream of one fresh run of `fn`."""
     clock = Clock()
-    got = asyncio.run(fn(url, chunks, clock))
+    got = asyncio.run(fn(url, chunks, clock, http2))
     return clock.wall, clock.cpu, got
 
 
-def throughput(runs: int) -> None:
+def throughput(runs: int, http2: bool = False) -> None:
     chunks = 10_000
     server = Server(float("inf"))
     try:
-        print(f"\n1. throughput: one stream of {chunks:,} chunks, best of {runs}")
-        print(f"{'client':<28}{'chunks/s':>12}{'CPU µs/chunk':>15}{'ratio':>8}")
-        rows = []
-        for name, fn in (
+        proto = "HTTP/2 (cleartext, prior knowledge)" if http2 else "HTTP/1.1"
+        print(
+            f"\n1. throughput: one stream of {chunks:,} chunks over {proto}, {runs} runs of each "
+            "client taken in turn; medians (best CPU in brackets)"
+        )
+        print(f"{'client':<28}{'chunks/s':>12}{'CPU µs/chunk':>15}{'(best)':>9}{'ratio':>8}")
+        clients = (
             ("surge client.stream", surge_stream),
             ("openai SDK AsyncStream", openai_stream),
             ("httpx aiter_lines + json", httpx_stream),
-        ):
-            best = min((measure(fn, server.url, chunks) for _ in range(runs)), key=lambda r: r[1])
-            wall, cpu, got = best
-            assert got == chunks, (name, got)
-            rows.append((name, chunks / wall, cpu / chunks * 1e6))
-        base = rows[0][2]
-        for name, rate, per in rows:
-            print(f"{name:<28}{rate:>12,.0f}{per:>15.1f}{per / base:>8.2f}")
+        )
+        results: dict[str, list[tuple[float, float, int]]] = {name: [] for name, _ in clients}
+        for _ in range(runs):  # in turn, so that the machine's load falls on all alike
+            for name, fn in clients:
+                result = measure(fn, server.url, chunks, http2)
+                assert result[2] == chunks, (name, result[2])
+                results[name].append(result)
+        base = statistics.median(cpu for _, cpu, _ in results[clients[0][0]])
+        for name, _ in clients:
+            walls = [wall for wall, _, _ in results[name]]
+            cpus = [cpu for _, cpu, _ in results[name]]
+            per = statistics.median(cpus) / chunks * 1e6
+            print(
+                f"{name:<28}{chunks / statistics.median(walls):>12,.0f}{per:>15.1f}"
+                f"{min(cpus) / chunks * 1e6:>9.1f}{per / (base / chunks * 1e6):>8.2f}"
+            )
     finally:
         server.close()
 
@@ -335,6 +351,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--only", choices=["throughput", "partial", "concurrency"])
+    parser.add_argument(
+        "--http2", action="store_true", help="throughput over HTTP/2 as well as HTTP/1.1"
+    )
     args = parser.parse_args()
     print(
         f"Python {platform.python_version()}, surge {surge.__version__}, httpx "
@@ -343,6 +362,8 @@ def main() -> None:
     )
     if args.only in (None, "throughput"):
         throughput(args.runs)
+        if args.http2:
+            throughput(args.runs, http2=True)
     if args.only in (None, "partial"):
         partial_objects()
     if args.only in (None, "concurrency"):

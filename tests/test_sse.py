@@ -188,3 +188,85 @@ def test_a_leading_byte_order_mark_is_dropped_wherever_the_read_cuts_it() -> Non
         assert [e.data for e in decode_all([data[:cut], data[cut:]])] == ["x"], cut
     # Only at the very start: later it is part of a field name (an unknown field).
     assert decode_all([b"data: a\n\n\xef\xbb\xbfdata: b\n\n"]) == [ServerSentEvent("a")]
+
+
+# Many events per read take a fast path (split at blank lines, one `data: ` line taken
+# whole); it must give what the line-by-line reading gives, which one byte per read uses
+# (a read of one byte never holds a blank line).
+MANY = (
+    "data: a\n\n"
+    "data: b\r\n\r\n"
+    "data: c\r\r"
+    "data: d1\ndata: d2\n\n"  # two data lines: one event joined by a newline
+    "event: e\ndata: typed\n\n"
+    "data: after-typed\n\n"  # the type does not carry over
+    "id: 9\ndata: with-id\n\n"
+    "data: keeps-id\n\n"
+    "retry: 40\n\n"  # a retry alone dispatches nothing
+    "data: after-retry\n\n"
+    "\n\n\n"  # blank lines with nothing pending
+    "data: \u00e9\u2603\U0001f600\n\n"
+    "data:no-space\n\n"
+    "data:  two-spaces\n\n"
+    ": comment\n\n"
+    "data: \n\n"  # empty data is an event
+    "data: x\n"
+    "\n"
+    "data: last-unfinished"
+).encode()
+
+MANY_EXPECTED = [
+    ServerSentEvent("a"),
+    ServerSentEvent("b"),
+    ServerSentEvent("c"),
+    ServerSentEvent("d1\nd2"),
+    ServerSentEvent("typed", "e"),
+    ServerSentEvent("after-typed"),
+    ServerSentEvent("with-id", id="9"),
+    ServerSentEvent("keeps-id", id="9"),
+    ServerSentEvent("after-retry", id="9"),
+    ServerSentEvent("\u00e9\u2603\U0001f600", id="9"),
+    ServerSentEvent("no-space", id="9"),
+    ServerSentEvent(" two-spaces", id="9"),
+    ServerSentEvent("", id="9"),
+    ServerSentEvent("x", id="9"),
+]
+
+
+def test_many_events_in_one_read_match_one_byte_at_a_time() -> None:
+    assert decode_all([MANY[i : i + 1] for i in range(len(MANY))]) == MANY_EXPECTED
+    assert decode_all([MANY]) == MANY_EXPECTED
+
+
+def test_many_events_split_at_every_one_or_two_points() -> None:
+    # Every cut (inside CRLF, a CR pair, each UTF-8 character, a blank line) and every
+    # pair of cuts near the multi-line and typed events, where state crosses reads.
+    for cut in range(len(MANY) + 1):
+        assert decode_all([MANY[:cut], MANY[cut:]]) == MANY_EXPECTED, cut
+    start = MANY.index(b"data: d1")
+    for a in range(start, start + 60):
+        for b in range(a, start + 60):
+            assert decode_all([MANY[:a], MANY[a:b], MANY[b:]]) == MANY_EXPECTED, (a, b)
+
+
+def test_the_retry_field_goes_with_the_event_it_preceded() -> None:
+    events = decode_all([b"retry: 5\ndata: r\n\ndata: s\n\n"])
+    assert [(e.data, e.retry) for e in events] == [("r", 5), ("s", None)]
+
+
+def test_payloads_give_plain_events_as_bytes_and_others_as_events() -> None:
+    decoder = SSEDecoder()
+    out = decoder.feed_payloads(b"data: a\n\nevent: error\ndata: b\n\ndata: c\n\ndata: d\n")
+    assert out == [b"a", ServerSentEvent("b", "error"), b"c"]
+    assert decoder.feed_payloads(b"\n") == [ServerSentEvent("d")]
+
+
+def test_a_text_only_delta_keeps_its_index_and_finish_reason() -> None:
+    event = json.dumps(
+        {"choices": [{"index": 2, "delta": {"content": "hi"}, "finish_reason": "stop"}]}
+    )
+    (chunk,) = decode_event(event.encode(), "u")
+    assert (chunk.content, chunk.index, chunk.finish_reason) == ("hi", 2, "stop")
+    assert (chunk.role, chunk.refusal, chunk.tool_calls, chunk.usage) == (None, None, (), None)
+    (chunk,) = decode_event(chunk_event(content="hi", role="assistant").encode(), "u")
+    assert (chunk.content, chunk.role) == ("hi", "assistant")

@@ -132,6 +132,17 @@ def decode_event(data: str | bytes, url: str) -> list[StreamChunk]:
         # The hot path: one choice, no usage (tens of thousands of these per stream).
         choice = choices[0]
         delta = choice.get("delta") or _EMPTY
+        if len(delta) == 1 and "content" in delta:  # the commonest delta: text alone
+            return [
+                StreamChunk(
+                    event,
+                    delta["content"],
+                    (),
+                    choice.get("finish_reason"),
+                    None,
+                    choice.get("index", 0),
+                )
+            ]
         raw_calls = delta.get("tool_calls")
         return [
             StreamChunk(

@@ -128,14 +128,18 @@ class StreamReader:
             return
         queue = self.queue
         before = len(queue)
-        for event in self._decoder.feed(data):
-            payload = event.raw
+        url = self.url
+        for event in self._decoder.feed_payloads(data):
+            if isinstance(event, bytes):  # a plain `data:` event, the hot path
+                payload = event
+            else:
+                payload = event.raw
+                if event.event == "error" and payload != b"[DONE]" and not payload.startswith(b"{"):
+                    payload = json.dumps({"error": {"message": event.data}}).encode()
             if payload == b"[DONE]":
                 self.done = True
                 break
-            if event.event == "error" and not payload.startswith(b"{"):
-                payload = json.dumps({"error": {"message": event.data}}).encode()
-            queue.extend(decode_event(payload, self.url))
+            queue.extend(decode_event(payload, url))
         if len(queue) > before:
             self._arrived(before)
 
