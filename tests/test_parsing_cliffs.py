@@ -8,13 +8,12 @@ minutes (pytest-timeout ends that), and the patterns are checked against the old
 from __future__ import annotations
 
 import json
-import os
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pytest
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from tests._corpus import corpus_cases
 
 from surge import ConfigError, OutputParseError
 from surge._parsing import parse
@@ -358,23 +357,10 @@ def test_clean_json_for_a_schema_dict_skips_the_coercer() -> None:
     assert done["coercions"] == 0
 
 
-CORPUS = Path(
-    os.environ.get("SURGE_PARSING_CORPUS")
-    or Path(__file__).resolve().parents[2] / "shared" / "parsing-corpus" / "cases.jsonl"
-)
-
-
 def test_fast_check_agrees_with_the_lenient_path_on_the_corpus() -> None:
     """Wherever the fast check answers, it answers what the coercer would."""
-    if not CORPUS.is_file():
-        if os.environ.get("SURGE_REQUIRE_CORPUS", "0") != "0" or os.environ.get("CI") == "true":
-            pytest.fail(f"the parsing corpus is not here ({CORPUS})")
-        pytest.skip(f"the parsing corpus is not here ({CORPUS})")
     answered = 0
-    for line in CORPUS.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        case = json.loads(line)
+    for case in corpus_cases():
         if case["partial"] or not isinstance(case["schema"], dict):
             continue
         try:

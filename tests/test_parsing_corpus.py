@@ -8,36 +8,16 @@ run as strict xfails (so a deviation that starts passing is noticed).
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
+from tests._corpus import corpus_cases
 
 from surge._errors import OutputParseError
 from surge._parsing import parse
 
-# Beside the checkout (`../shared`, as in CI), or where SURGE_PARSING_CORPUS says.
-CORPUS = Path(
-    os.environ.get("SURGE_PARSING_CORPUS")
-    or Path(__file__).resolve().parents[2] / "shared" / "parsing-corpus" / "cases.jsonl"
-)
-
-if not CORPUS.is_file():
-    _WHY = (
-        f"the parsing corpus is not here ({CORPUS}); it lives beside the checkout, not in the sdist"
-    )
-    # CI must run it: there (CI=true, or SURGE_REQUIRE_CORPUS=1 as .ci/run sets) a missing
-    # corpus fails the run instead of skipping a third of the suite in silence.
-    if os.environ.get("SURGE_REQUIRE_CORPUS", "0") != "0" or os.environ.get("CI") == "true":
-        pytest.fail(f"{_WHY}; SURGE_REQUIRE_CORPUS or CI=true requires it", pytrace=False)
-    pytest.skip(_WHY, allow_module_level=True)
-
-CASES: list[dict[str, Any]] = [
-    json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()
-]
+CASES: list[dict[str, Any]] = corpus_cases(module=True)
 
 # Cases surge handles differently on purpose. All six are json_repair choices that
 # conflict with BAML's semantics or with other cases of the corpus; docs/parsing.md

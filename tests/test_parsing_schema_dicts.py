@@ -8,13 +8,12 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import random
-from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 from pydantic import BaseModel, Field, TypeAdapter
+from tests._corpus import corpus_cases
 
 from surge import OutputParseError
 from surge._parsing import _schema_targets, parse
@@ -309,22 +308,9 @@ def test_no_validator_for_a_string_target() -> None:
     assert SchemaEntry({"type": ["string", "integer"]}).validator is not None
 
 
-CORPUS = Path(
-    os.environ.get("SURGE_PARSING_CORPUS")
-    or Path(__file__).resolve().parents[2] / "shared" / "parsing-corpus" / "cases.jsonl"
-)
-
-
 def test_the_validator_agrees_with_clean_on_the_corpus() -> None:
-    if not CORPUS.is_file():
-        if os.environ.get("SURGE_REQUIRE_CORPUS", "0") != "0" or os.environ.get("CI") == "true":
-            pytest.fail(f"the parsing corpus is not here ({CORPUS})")
-        pytest.skip(f"the parsing corpus is not here ({CORPUS})")
     answered = 0
-    for line in CORPUS.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        case = json.loads(line)
+    for case in corpus_cases():
         if case["partial"] or not isinstance(case["schema"], dict):
             continue
         entry = SchemaEntry(case["schema"])
