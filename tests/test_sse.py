@@ -161,7 +161,20 @@ def test_an_error_event_raises_a_typed_error_naming_the_message() -> None:
 
 @pytest.mark.parametrize(
     ("data", "why"),
-    [("not json", "not JSON"), ("[1]", "a JSON list"), ('{"id": 1}', "no choices")],
+    [
+        ("not json", "not JSON"),
+        ("[1]", "a JSON list"),
+        ('{"id": 1}', "no choices"),
+        ('{"choices": [5]}', "a choice that is not an object"),
+        # A hostile or broken server: each shape on the one-choice path and on the general
+        # one (two choices, or usage beside them), never an untyped TypeError.
+        ('{"choices": [{"delta": ["content"]}]}', "a delta that is not an object"),
+        ('{"choices": [{"delta": 5}]}', "a delta that is not an object"),
+        ('{"choices": [{"delta": {"content": 5}}]}', "content is not a string"),
+        ('{"choices": [{"delta": {"content": [], "role": "x"}}]}', "content is not a string"),
+        ('{"choices": [{"delta": 5}, {}]}', "a delta that is not an object"),
+        ('{"choices": [{"delta": {"content": 5}}], "usage": {}}', "content is not a string"),
+    ],
 )
 def test_a_malformed_event_is_a_response_format_error(data: str, why: str) -> None:
     with pytest.raises(surge.ResponseFormatError, match=why):

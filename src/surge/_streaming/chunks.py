@@ -132,22 +132,30 @@ def decode_event(data: str | bytes, url: str) -> list[StreamChunk]:
         # The hot path: one choice, no usage (tens of thousands of these per stream).
         choice = choices[0]
         delta = choice.get("delta") or _EMPTY
+        if type(delta) is not dict:
+            raise _bad(url, "a delta that is not an object", data)
         if len(delta) == 1 and "content" in delta:  # the commonest delta: text alone
+            content = delta["content"]
+            if type(content) is not str and content is not None:
+                raise _bad(url, "a delta whose content is not a string", data)
             return [
                 StreamChunk(
                     event,
-                    delta["content"],
+                    content,
                     (),
                     choice.get("finish_reason"),
                     None,
                     choice.get("index", 0),
                 )
             ]
+        content = delta.get("content")
+        if type(content) is not str and content is not None:
+            raise _bad(url, "a delta whose content is not a string", data)
         raw_calls = delta.get("tool_calls")
         return [
             StreamChunk(
                 event,
-                delta.get("content"),
+                content,
                 tuple(_tool_delta(c, i) for i, c in enumerate(raw_calls)) if raw_calls else (),
                 choice.get("finish_reason"),
                 None,
@@ -168,12 +176,17 @@ def decode_event(data: str | bytes, url: str) -> list[StreamChunk]:
         if not isinstance(choice, dict):
             raise _bad(url, "a choice that is not an object", data)
         delta = choice.get("delta") or _EMPTY
+        if not isinstance(delta, dict):
+            raise _bad(url, "a delta that is not an object", data)
+        content = delta.get("content")
+        if not isinstance(content, str) and content is not None:
+            raise _bad(url, "a delta whose content is not a string", data)
         raw_calls = delta.get("tool_calls")
         calls = tuple(_tool_delta(c, i) for i, c in enumerate(raw_calls)) if raw_calls else ()
         out.append(
             StreamChunk(
                 event,
-                delta.get("content"),
+                content,
                 calls,
                 choice.get("finish_reason"),
                 usage,
