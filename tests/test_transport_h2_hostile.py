@@ -475,6 +475,29 @@ async def test_streams_the_server_may_have_processed_are_not_resent(
         assert srv.requests == 3  # neither was sent again
 
 
+# ---------------------------------------------------------------------- a parked request's timeout
+async def test_a_parked_request_times_out_while_another_reads(
+    srv: ScriptedH2Server, mode: str, ca: trustme.CA
+) -> None:
+    # The first request reads the socket for both; the second, parked, must time out on
+    # its own read timeout, not wait until the reader's answer hands the socket over.
+    http, pool = make_client(mode, ca)
+    statuses: list[int] = []
+
+    async def first() -> None:
+        statuses.append((await http.get(srv.url + "/?hold=1")).status_code)
+
+    async with http, anyio.create_task_group() as tg:
+        tg.start_soon(first)
+        await srv.wait_for(lambda s: s.in_flight == 1)
+        with anyio.fail_after(5), pytest.raises(httpx.ReadTimeout):
+            await http.get(srv.url + "/?hold=1", timeout=httpx.Timeout(10.0, read=0.2))
+        assert statuses == []  # the reader still waits: the parked one left on its own
+        srv.release()
+    assert statuses == [200]
+    assert pool.stats().connections_opened == 1
+
+
 # ---------------------------------------------------------------------- 9: idle HTTP/2 conns
 async def test_max_keepalive_connections_holds_for_http2(anyio_backend: str) -> None:
     async with serving(ScriptedH2Server(max_streams=1)) as srv:

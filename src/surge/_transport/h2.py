@@ -14,6 +14,7 @@ stream ends (`release_stream`) and when the connection may take no new stream
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -292,22 +293,24 @@ class H2Connection(BodyUpload):
                     finally:
                         self._reading = False
                 else:
-                    event = anyio.Event()
-                    self._parked[sid] = event
-                    try:
-                        with anyio.fail_after(time_limit):
-                            await event.wait()
-                    except TimeoutError:
-                        raise httpx.ReadTimeout(
-                            "timed out waiting for the server's response"
-                        ) from None
-                    finally:
-                        if self._parked.get(sid) is event:
-                            del self._parked[sid]
+                    if not await self._park(sid, time_limit):
+                        raise httpx.ReadTimeout("timed out waiting for the server's response")
             return queue.popleft()
         finally:
             if not self._reading and self._parked:
                 self._hand_off()
+
+    async def _park(self, sid: int, time_limit: float | None) -> bool:
+        """Wait until stream `sid` is woken (its event, a hand-off); False on timeout."""
+        event = anyio.Event()
+        self._parked[sid] = event
+        try:
+            with anyio.move_on_after(math.inf if time_limit is None else time_limit) as scope:
+                await event.wait()
+        finally:
+            if self._parked.get(sid) is event:
+                del self._parked[sid]
+        return not scope.cancelled_caught
 
     def _refused(self, sid: int) -> bool:
         return self._last_stream_id is not None and sid > self._last_stream_id

@@ -9,7 +9,6 @@ on an event, reading the socket for everyone meanwhile if nobody else is.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from typing import Any
 
@@ -93,6 +92,9 @@ class BodyUpload:
     def _hand_off(self) -> None:
         raise NotImplementedError
 
+    async def _park(self, sid: int, time_limit: float | None) -> bool:
+        raise NotImplementedError
+
     async def _send_data(
         self, sid: int, data: bytes, time_limit: float | None, end: bool = False
     ) -> bool:
@@ -163,16 +165,11 @@ class BodyUpload:
                     finally:
                         self._reading = False
                 else:
-                    event = anyio.Event()
-                    self._parked[sid] = event
                     self._window_waiting.add(sid)
                     try:
-                        with anyio.move_on_after(math.inf if left is None else left):
-                            await event.wait()
+                        await self._park(sid, left)  # on timeout, the deadline check raises
                     finally:
                         self._window_waiting.discard(sid)
-                        if self._parked.get(sid) is event:
-                            del self._parked[sid]
         except h2.exceptions.StreamClosedError:
             return False
         finally:
