@@ -64,20 +64,11 @@ def schema_validator(s: Schema, max_depth: int = DEFAULT_MAX_DEPTH) -> Callable[
         core = cs.definitions_schema(core, list(builder.definitions.values()))
     validate = SchemaValidator(core).validate_json
     limit = max_depth - 1  # brackets that fit in any nesting `clean` accepts
-
-    if builder.recursive:
-
-        def check_bounded(text: str) -> Any:
-            if text.count("{") + text.count("[") > limit:
-                raise Undecided  # as deep as the limit, maybe: `clean` decides
-            try:
-                return validate(text)
-            except ValidationError:
-                raise NotClean from None
-
-        return check_bounded
+    bounded = builder.recursive  # a recursive schema knows no depth of its own
 
     def check(text: str) -> Any:
+        if bounded and text.count("{") + text.count("[") > limit:
+            raise Undecided  # as deep as the limit, maybe: `clean` decides
         try:
             return validate(text)
         except ValidationError:

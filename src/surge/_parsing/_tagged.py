@@ -117,10 +117,13 @@ def _member(args: tuple[Any, ...], value: dict[str, Any]) -> type[BaseModel] | N
     """The one model among `args` whose `Literal` fields all match `value`, if any."""
     try:
         members = _MEMBERS.get(args)
-    except TypeError:  # an unhashable annotation among the members: no cache
-        members = _members(args, cache=False)
-    if members is None:
+    except TypeError:  # an unhashable annotation among the members: not cached
         members = _members(args)
+    else:
+        if members is None:
+            if len(_MEMBERS) >= 512:
+                _MEMBERS.clear()
+            members = _MEMBERS[args] = _members(args)
     found: type[BaseModel] | None = None
     for model, tags in members:
         for keys, allowed in tags:
@@ -140,7 +143,7 @@ _Tags = list[tuple[list[str], tuple[Any, ...]]]
 _MEMBERS: dict[tuple[Any, ...], list[tuple[type[BaseModel], _Tags]]] = {}
 
 
-def _members(args: tuple[Any, ...], cache: bool = True) -> list[tuple[type[BaseModel], _Tags]]:
+def _members(args: tuple[Any, ...]) -> list[tuple[type[BaseModel], _Tags]]:
     """The models of a union with their tags (see `_tags`); none if it is not tagged.
 
     Fewer than two models, or one without a tag, leave the choice to pydantic.
@@ -148,18 +151,14 @@ def _members(args: tuple[Any, ...], cache: bool = True) -> list[tuple[type[BaseM
     models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
     out = [(model, _tags(model)) for model in models]
     if len(models) < 2 or any(not tags for _, tags in out):
-        out = []
-    if cache:
-        if len(_MEMBERS) >= 512:
-            _MEMBERS.clear()
-        _MEMBERS[args] = out
+        return []
     return out
 
 
-_TAGS: dict[type[BaseModel], list[tuple[list[str], tuple[Any, ...]]]] = {}
+_TAGS: dict[type[BaseModel], _Tags] = {}
 
 
-def _tags(model: type[BaseModel]) -> list[tuple[list[str], tuple[Any, ...]]]:
+def _tags(model: type[BaseModel]) -> _Tags:
     """The `Literal` fields of `model`: (the keys it may be written under, allowed values)."""
     known = _TAGS.get(model)
     if known is not None:
