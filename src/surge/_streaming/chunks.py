@@ -134,10 +134,10 @@ def decode_event(data: str | bytes, url: str) -> list[StreamChunk]:
         delta = choice.get("delta") or _EMPTY
         if type(delta) is not dict:
             raise _bad(url, "a delta that is not an object", data)
+        content = delta.get("content")
+        if type(content) is not str and content is not None:
+            raise _bad(url, "a delta whose content is not a string", data)
         if len(delta) == 1 and "content" in delta:  # the commonest delta: text alone
-            content = delta["content"]
-            if type(content) is not str and content is not None:
-                raise _bad(url, "a delta whose content is not a string", data)
             return [
                 StreamChunk(
                     event,
@@ -148,9 +148,6 @@ def decode_event(data: str | bytes, url: str) -> list[StreamChunk]:
                     choice.get("index", 0),
                 )
             ]
-        content = delta.get("content")
-        if type(content) is not str and content is not None:
-            raise _bad(url, "a delta whose content is not a string", data)
         raw_calls = delta.get("tool_calls")
         return [
             StreamChunk(
