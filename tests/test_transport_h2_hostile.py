@@ -19,7 +19,7 @@ import pytest
 import trustme
 
 from _h2server import ScriptedH2Server, h2_server_ssl_context
-from _pool_client import pool_client, timings
+from _pool_client import pool_client, timings, wait_for_stats
 from _servers import client_ssl_context, serving
 
 pytestmark = pytest.mark.anyio
@@ -317,9 +317,7 @@ async def test_server_lowering_max_concurrent_streams_makes_requests_wait(
                 for _ in range(30):
                     tg.start_soon(call)
                 await srv.wait_for(lambda s: s.in_flight == 20)
-                with anyio.fail_after(5):
-                    while pool.stats().waiting != 10:
-                        await anyio.lowlevel.checkpoint()
+                await wait_for_stats(pool, lambda s: s.waiting == 10, "waiting == 10")
                 srv.set_max_streams(2)
                 await srv.wait_for(lambda s: s.settings_acked == 2)
                 srv.release()
@@ -417,9 +415,7 @@ async def test_slow_wait_warning_says_it_waited_for_a_connect(
                 tg.start_soon(http.get, srv.url)
                 await srv.wait_for(lambda s: s.connections_opened == 1)
                 tg.start_soon(http.get, srv.url)
-                with anyio.fail_after(10):
-                    while pool.stats().waiting != 1:
-                        await anyio.lowlevel.checkpoint()
+                await wait_for_stats(pool, lambda s: s.waiting == 1, "waiting == 1", 10.0)
                 srv.release_preface()
         messages = [r.getMessage() for r in caplog.records if r.name == "surge"]
         # One from the request that opened the connection, one from the one that waited.
