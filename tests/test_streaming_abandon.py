@@ -148,10 +148,9 @@ async def test_a_thousand_streams_abandoned_at_random_points(http2: bool) -> Non
             assert sorted(seen) == sorted(left)
             lags = sorted(seen[rid] - left[rid] for rid in left)
             print(f"lag p50={lags[500]:.4f}s p99={lags[990]:.4f}s max={lags[-1]:.4f}s")
-            # On a machine shared by many busy processes a few of the thousand wait for a
-            # CPU longer than FREED_WITHIN; 99% must not, and none may take a second.
-            assert lags[990] < FREED_WITHIN
-            assert lags[-1] < 1.0
+            # Every one of the thousand: p99 is a few ms and the worst under 10 ms on a quiet
+            # machine (and in the full suite), so 100 ms leaves room for a busy one.
+            assert lags[-1] < FREED_WITHIN
         await closed_for_good()
         assert client_sockets(server.port) == 0
     KEPT.clear()
