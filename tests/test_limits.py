@@ -9,13 +9,8 @@ import pytest
 import surge
 from surge import LLMClient, RateLimit
 from surge._errors import ConfigError
-from surge._limits import (
-    ClientLimits,
-    ConcurrencyLimiter,
-    RateLimiter,
-    estimate_tokens,
-    parse_reset,
-)
+from surge._limits import ClientLimits, ConcurrencyLimiter, RateLimiter
+from surge._rates import estimate_tokens, parse_reset
 from surge.testing import ChatRequest, Reply, SimulatedServer
 
 # ------------------------------------------------------------------------ pure logic

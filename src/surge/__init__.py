@@ -38,10 +38,10 @@ from surge._errors import (
 from surge._functions import PromptFunction, RenderedPrompt, function
 from surge._http import http_client
 from surge._httpx2 import httpx2_client
-from surge._limits import RateLimit
 from surge._parsing import parse
 from surge._progress import BatchProgress
 from surge._prompt_template import Image
+from surge._rates import RateLimit
 from surge._redis_store import RedisStore
 from surge._retry import RetryPolicy
 from surge._store import LimitsStore

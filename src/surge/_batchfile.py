@@ -373,7 +373,7 @@ async def _run(
 
     from surge._batch import start_map
     from surge._client import LLMClient
-    from surge._limits import RateLimit
+    from surge._rates import RateLimit
 
     rate = None
     if args.rpm is not None or args.tpm is not None:

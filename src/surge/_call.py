@@ -20,7 +20,8 @@ from surge._decode import decode_chat, request_id
 from surge._endpoints import Endpoint, Router
 from surge._errors import APIStatusError
 from surge._http import LoopLocalClient, post_json
-from surge._limits import ClientLimits, Limiter, Turn, estimate_tokens, release_shielded
+from surge._limits import ClientLimits, Limiter, Turn, release_shielded
+from surge._rates import estimate_tokens
 from surge._retry import (
     CallState,
     PhaseReporter,

@@ -24,7 +24,8 @@ from surge._errors import ConfigError
 from surge._functions import FunctionMethods
 from surge._http import AnyAsyncClient, LoopLocalClient
 from surge._httpx2 import is_httpx2_client
-from surge._limits import ClientLimits, RateLimit
+from surge._limits import ClientLimits
+from surge._rates import RateLimit
 from surge._retry import RetryPolicy, check_deadline, resolve_policy
 from surge._settings import DEFAULT_BASE_URL, UNSET, Settings, check_timeout
 from surge._store import LimitsStore

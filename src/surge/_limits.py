@@ -16,16 +16,15 @@ backed by Redis) can implement the same two methods.
 from __future__ import annotations
 
 import abc
-import re
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field
 
 from surge._headers import retry_after
+from surge._rates import RateLimit, header_int, parse_reset
 
 if TYPE_CHECKING:
     from surge._store import LimitsStore
@@ -34,11 +33,8 @@ __all__ = [
     "ClientLimits",
     "ConcurrencyLimiter",
     "Limiter",
-    "RateLimit",
     "RateLimiter",
     "Turn",
-    "estimate_tokens",
-    "parse_reset",
     "release_shielded",
 ]
 
@@ -194,105 +190,6 @@ class ConcurrencyLimiter(Limiter):
         )
 
 
-class RateLimit(BaseModel):
-    """How fast requests may start, per endpoint.
-
-    Attributes:
-        requests_per_minute: Most requests started per minute, paced evenly; None = no
-            limit of the caller's own.
-        tokens_per_minute: Most tokens per minute, counted from an estimate of each
-            request (characters of the messages / 4, plus `max_tokens`) and corrected by
-            the `usage` the server reports; None = no limit of the caller's own.
-        adaptive: Read the server's `x-ratelimit-remaining-*` / `x-ratelimit-reset-*`
-            headers and `Retry-After`, and slow down before the server answers 429.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    requests_per_minute: float | None = Field(default=None, gt=0)
-    tokens_per_minute: float | None = Field(default=None, gt=0)
-    adaptive: bool = True
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)")
-
-
-def parse_reset(value: str | None) -> float | None:
-    """Parse an `x-ratelimit-reset-*` value into seconds.
-
-    OpenAI sends Go-style durations ("6m0s", "1s", "20ms", "1h2m3.5s"); some servers send
-    plain seconds ("1.5").
-
-    Args:
-        value: The header value, or None.
-
-    Returns:
-        Seconds (>= 0), or None when the value is missing or unreadable.
-    """
-    if not value:
-        return None
-    text = value.strip().lower()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    total = 0.0
-    position = 0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != position:
-            return None
-        number, unit = float(match.group(1)), match.group(2)
-        total += number * {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}[unit]
-        position = match.end()
-    if position == 0 or position != len(text):
-        return None
-    return total
-
-
-def _header_int(headers: Mapping[str, str], name: str) -> int | None:
-    value = headers.get(name)
-    if value is None:
-        return None
-    try:
-        return max(0, int(float(value)))
-    except ValueError:
-        return None
-
-
-def _text_length(content: Any) -> int:
-    if isinstance(content, str):
-        return len(content)
-    if isinstance(content, list):
-        return sum(
-            len(str(part.get("text", ""))) if isinstance(part, Mapping) else 0 for part in content
-        )
-    return 0
-
-
-def estimate_tokens(body: Mapping[str, Any]) -> int:
-    """Estimate a chat request's tokens before sending it.
-
-    Characters of every message's text / 4 (rounded up), plus `max_completion_tokens` or
-    `max_tokens` when the request sets one. The estimate is corrected by the server's
-    `usage` once the response arrives.
-
-    Args:
-        body: The JSON request body.
-
-    Returns:
-        The estimate (>= 1).
-    """
-    chars = 0
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        for message in messages:
-            if isinstance(message, Mapping):
-                chars += _text_length(message.get("content"))
-    limit = body.get("max_completion_tokens", body.get("max_tokens"))
-    completion = limit if isinstance(limit, int) and not isinstance(limit, bool) else 0
-    return max(1, -(-chars // 4) + max(0, completion))
-
-
 class RateLimiter(Limiter):
     """Paces request starts to a `RateLimit`, FIFO, and adapts to the server's headers.
 
@@ -370,14 +267,14 @@ class RateLimiter(Limiter):
         if wait is not None:  # the server asked every caller to hold off
             self._next_request = max(self._next_request, now + wait)
             self._next_token = max(self._next_token, now + wait)
-        remaining = _header_int(headers, "x-ratelimit-remaining-requests")
+        remaining = header_int(headers, "x-ratelimit-remaining-requests")
         reset = parse_reset(headers.get("x-ratelimit-reset-requests"))
         if remaining is not None and reset is not None:
             # Spread what is left of the window over the time until it resets.
             per_request = reset / (remaining + 1)
             self._hint_request = (per_request, now + reset)
             self._next_request = max(self._next_request, now + per_request)
-        remaining = _header_int(headers, "x-ratelimit-remaining-tokens")
+        remaining = header_int(headers, "x-ratelimit-remaining-tokens")
         reset = parse_reset(headers.get("x-ratelimit-reset-tokens"))
         if remaining is not None and reset is not None:
             self._hint_token = (reset / (remaining + 1), now + reset)

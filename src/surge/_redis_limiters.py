@@ -22,7 +22,8 @@ import anyio
 
 from surge._errors import LimitsUnavailable
 from surge._headers import retry_after
-from surge._limits import ConcurrencyLimiter, Limiter, RateLimit, RateLimiter, parse_reset
+from surge._limits import ConcurrencyLimiter, Limiter, RateLimiter
+from surge._rates import RateLimit, header_int, parse_reset
 from surge._redis_store import Local, LoopState
 from surge._store import SharedHealth
 
@@ -345,15 +346,13 @@ class SharedRate(Limiter):
         """What the server's headers ask of every caller, as the settle script's ARGV."""
         if headers is None or not self.config.adaptive:
             return None
-        from surge._limits import _header_int
-
         wait = retry_after(headers)
         hints = [-1.0 if wait is None else wait, -1.0, 0.0, -1.0, 0.0, 0.0]
-        remaining = _header_int(headers, "x-ratelimit-remaining-requests")
+        remaining = header_int(headers, "x-ratelimit-remaining-requests")
         reset = parse_reset(headers.get("x-ratelimit-reset-requests"))
         if remaining is not None and reset is not None:
             hints[1:3] = [reset / (remaining + 1), reset]
-        remaining = _header_int(headers, "x-ratelimit-remaining-tokens")
+        remaining = header_int(headers, "x-ratelimit-remaining-tokens")
         reset = parse_reset(headers.get("x-ratelimit-reset-tokens"))
         if remaining is not None and reset is not None:
             short = remaining < max(cost, used or 0)

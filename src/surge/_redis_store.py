@@ -39,7 +39,8 @@ from surge._redis_scripts import (
 from surge._store import LimitsStore, SharedHealth
 
 if TYPE_CHECKING:
-    from surge._limits import Limiter, RateLimit
+    from surge._limits import Limiter
+    from surge._rates import RateLimit
     from surge._redis_limiters import SharedConcurrency, SharedRate
 
 __all__ = ["LOCAL", "FailurePolicy", "Local", "LoopState", "RedisStore", "current_backend"]

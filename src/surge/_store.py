@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from surge._limits import Limiter, RateLimit
+    from surge._limits import Limiter
+    from surge._rates import RateLimit
 
 __all__ = ["LimitsStore", "SharedHealth"]
 
