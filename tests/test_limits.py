@@ -106,6 +106,44 @@ def test_server_headers_slow_the_limiter_down_before_a_429() -> None:
     assert limiter.reserve(500) == pytest.approx(60.0)
 
 
+def test_the_headers_spread_what_is_left_over_the_time_to_the_reset() -> None:
+    clock = Clock()
+    limiter = RateLimiter(RateLimit(), clock=clock)
+    limiter.settle(
+        1, headers={"x-ratelimit-remaining-requests": "3", "x-ratelimit-reset-requests": "2s"}
+    )
+    # 3 left in 2 s: one every 0.5 s (the 4th slot is the reset), then no pace of their own.
+    waits = [limiter.reserve(1) for _ in range(5)]
+    assert waits == pytest.approx([0.5, 1.0, 1.5, 2.0, 2.0])
+
+
+def test_a_request_that_used_more_than_the_tokens_left_waits_for_the_reset() -> None:
+    clock = Clock()
+    limiter = RateLimiter(RateLimit(), clock=clock)
+    # Estimated 10 tokens, really used 500, and the server has 100 left: wait the minute.
+    limiter.settle(
+        10,
+        used=500,
+        headers={"x-ratelimit-remaining-tokens": "100", "x-ratelimit-reset-tokens": "1m0s"},
+    )
+    assert limiter.reserve(10) == pytest.approx(60.0)
+
+
+def test_a_negative_remaining_count_reads_as_none_left() -> None:
+    clock = Clock()
+    limiter = RateLimiter(RateLimit(), clock=clock)
+    limiter.settle(
+        1,
+        headers={
+            "x-ratelimit-remaining-requests": "-1",
+            "x-ratelimit-reset-requests": "2s",
+            "x-ratelimit-remaining-tokens": "-5",
+            "x-ratelimit-reset-tokens": "3s",
+        },
+    )
+    assert limiter.reserve(1) == pytest.approx(3.0)
+
+
 def test_retry_after_holds_every_caller_off() -> None:
     clock = Clock()
     limiter = RateLimiter(RateLimit(), clock=clock)

@@ -164,6 +164,26 @@ async def test_timings_show_time_to_first_token_and_the_longest_gap() -> None:
     assert "max_gap=" in str(timings)
 
 
+async def test_time_to_first_token_counts_from_sending_not_from_waiting_for_a_place() -> None:
+    async with (
+        SimulatedServer(reply="one two", stream_tokens_per_second=100) as server,
+        LLMClient(base_url=server.url, max_concurrency=1) as client,
+    ):
+        got: list[surge.Timings] = []
+
+        async def second() -> None:
+            async with client.stream("second") as stream:
+                got.append((await stream.response()).timings)
+
+        async with anyio.create_task_group() as group, client.stream("first") as first:
+            group.start_soon(second)
+            await anyio.sleep(0.5)  # the second waits this long for its place
+            await first.response()
+    (timings,) = got
+    assert timings.throttled >= 0.45  # the wait for max_concurrency is the caller's ...
+    assert timings.ttft < 0.25  # ... and not in ttft: the server's first token came fast
+
+
 async def test_idle_timeout_between_chunks_names_the_wait(scripted: ScriptedSSE) -> None:
     url = scripted.script("/stall", [chunk("", role="assistant"), chunk("hi")], ending="stall")
     async with LLMClient(base_url=url, timeout=0.3, retry=False) as client:

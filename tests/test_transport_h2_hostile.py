@@ -326,6 +326,18 @@ async def test_server_lowering_max_concurrent_streams_makes_requests_wait(
         assert pool.stats().connections_opened == 1
 
 
+async def test_a_server_allowing_unlimited_streams_gets_at_most_1000_per_connection(
+    anyio_backend: str,
+) -> None:
+    async with serving(ScriptedH2Server(max_streams=2**31 - 1)) as srv:
+        http, pool = pool_client(http2=True)
+        async with http:
+            assert (await http.get(srv.url)).status_code == 200
+            (origin,) = pool._origins.values()
+            (conn,) = origin.conns
+            assert conn.capacity == 1000
+
+
 # ---------------------------------------------------------------------- 5: cancelled upload
 async def test_cancelling_a_blocked_upload_spares_its_siblings(anyio_backend: str) -> None:
     big = 1 << 30
