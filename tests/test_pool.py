@@ -128,6 +128,25 @@ async def test_keepalive_expiry_closes_idle_connection_while_quiet(server: RawSe
 
 
 @pytest.mark.anyio
+async def test_idle_connections_expire_each_on_its_own_clock(server: RawServer) -> None:
+    http, pool = client(keepalive_expiry=0.5)
+    async with http:
+        # Two connections: the first idle at once, the second 0.3 s later.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(http.get, server.url)
+            tg.start_soon(http.get, server.url + "/?latency=0.3")
+            await wait_for_stats(pool, lambda s: s.idle == 1, "the first idle")
+        assert pool.stats().idle == 2
+        # The first expires alone; the second stays until its own 0.5 s have passed.
+        await wait_for_stats(pool, lambda s: s.idle < 2, "an expiry")
+        assert pool.stats().idle == 1
+        await server.wait_for(lambda s: s.connections_closed == 1)
+        await wait_for_stats(pool, lambda s: s.idle == 0, "the second expiry")
+        await server.wait_for(lambda s: s.connections_closed == 2)
+        assert server.requests == 2
+
+
+@pytest.mark.anyio
 async def test_expired_idle_connection_is_never_handed_out(server: RawServer) -> None:
     http, _ = client(keepalive_expiry=0.0)
     async with http:

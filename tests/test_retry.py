@@ -211,16 +211,49 @@ async def test_429_then_503_then_success_records_every_attempt() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_retry_after_longer_than_the_cap_gives_up_with_the_original_error() -> None:
-    script = Script(_busy(30))
+async def test_each_retry_on_one_endpoint_doubles_the_backoff() -> None:
+    down = Reply(status=503, content="overloaded")
+    script = Script(down, down, down)
+    policy = RetryPolicy(max_attempts=4, backoff=0.01, max_backoff=1.0, jitter=False)
     async with (
         SimulatedServer(reply=script) as server,
-        LLMClient(base_url=server.url, retry=RetryPolicy(max_retry_after=5)) as client,
+        LLMClient(base_url=server.url, retry=policy) as client,
+    ):
+        response = await client.chat("hi")
+    assert [a.status_code for a in response.attempts] == [503, 503, 503, 200]
+    assert [a.wait for a in response.attempts] == [0.01, 0.02, 0.04, 0.0]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("asked", "cap"), [(30.0, 5.0), (0.3, 0.2)])
+async def test_a_retry_after_longer_than_the_cap_gives_up_with_the_original_error(
+    asked: float, cap: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    script = Script(_busy(asked))
+    caplog.set_level(logging.INFO, logger="surge")
+    async with (
+        SimulatedServer(reply=script) as server,
+        LLMClient(base_url=server.url, retry=RetryPolicy(max_retry_after=cap)) as client,
     ):
         with pytest.raises(RateLimitError, match="slow down") as info:
             await client.chat("hi")
     assert len(script.requests) == 1
     assert [a.status_code for a in info.value.call_attempts] == [429]
+    assert f"the server asked to wait {asked:g} s, longer than max_retry_after={cap:g} s" in (
+        caplog.text
+    )
+
+
+@pytest.mark.anyio
+async def test_a_retry_after_equal_to_the_cap_is_waited_for() -> None:
+    script = Script(_busy(0.2))
+    async with (
+        SimulatedServer(reply=script) as server,
+        LLMClient(base_url=server.url, retry=RetryPolicy(max_retry_after=0.2)) as client,
+    ):
+        response = await client.chat("hi")
+    assert [a.status_code for a in response.attempts] == [429, 200]
+    assert response.attempts[0].wait == 0.2
 
 
 @pytest.mark.anyio
