@@ -12,12 +12,14 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
 import pytest
 
-from surge._batchfile import scan_output
+from surge import Timings, Usage
+from surge._batchfile import Summary, scan_output
 from surge.testing import ChatRequest, Reply, SimulatedServer
 
 
@@ -317,6 +319,26 @@ def test_the_summary_counts_tokens_and_the_servers_peak(tmp_path: Path) -> None:
     )
     assert "server         up to 4 calls at once, as seen here" in result.stdout
     assert "batch: 8/8 finished (0 failed), 0 in flight" in result.stdout
+
+
+def test_the_summary_sums_every_response_and_counts_only_time_at_the_server() -> None:
+    summary = Summary()
+    # A structured call that took a re-ask: both replies' tokens count. It waited 4 s
+    # before its last request went out (its own limits, backoff, the pool, a connect).
+    asked = SimpleNamespace(
+        timings=Timings(), usage=Usage(prompt_tokens=10, completion_tokens=5, total_tokens=15)
+    )
+    waits = Timings(throttled=1.0, backoff=2.0, queued=0.5, connect=0.5)
+    answered = SimpleNamespace(
+        timings=waits, usage=Usage(prompt_tokens=20, completion_tokens=3, total_tokens=23)
+    )
+    summary.success([asked, answered], started=0.0, ended=5.0)  # at the server 4.0-5.0
+    plain = SimpleNamespace(timings=Timings(), usage=None)
+    summary.success([plain], started=3.0, ended=3.9)  # at the server 3.0-3.9: apart
+    assert dict(summary.tokens) == {"prompt": 30, "completion": 8, "total": 38}
+    assert summary.peak_at_server() == 1
+    summary.success([plain], started=4.5, ended=4.6)  # during the first one's 4.0-5.0
+    assert summary.peak_at_server() == 2
 
 
 @pytest.mark.parametrize("extra", [["--no-progress"]])

@@ -164,13 +164,18 @@ async def test_open_dict_is_sent_non_strict() -> None:
 
 async def test_wrong_then_right_shows_the_error_to_the_model() -> None:
     bad = '{"name": "Ada Lovelace", "age": "thirty-six"}'
-    answer = _scripted(Reply(content=bad, usage=USAGE), Reply(content=PERSON, usage=USAGE))
+    more = {"prompt_tokens": 30, "completion_tokens": 7, "total_tokens": 37}
+    answer = _scripted(Reply(content=bad, usage=USAGE), Reply(content=PERSON, usage=more))
     async with serve(answer) as (client, rec):
         result = await client.structured_response(Person, "Ada, 36.", mode="json_schema")
     assert result.value.age == 36
     assert result.attempts == 2
     assert len(result.responses) == 2
-    assert result.usage.total_tokens == 30
+    assert result.usage.model_dump() == {
+        "prompt_tokens": 40,
+        "completion_tokens": 12,
+        "total_tokens": 52,
+    }
     second = rec.requests[1].messages
     assert second[0] == rec.requests[0].messages[0]
     assert second[-2] == {"role": "assistant", "content": bad}
@@ -297,6 +302,7 @@ async def test_server_rejecting_every_response_format_ends_in_prompt_mode() -> N
         first = await client.structured_response(Person, "Ada, 36.")
         second = await client.structured_response(Person, "Ada, 36.")
     assert (first.mode, second.mode) == ("prompt", "prompt")
+    assert (first.strict, second.strict) == (False, False)  # no server-side schema at all
     assert rec.formats() == ["json_schema", "json_object", None, None]
     assert "name: string" in rec.requests[2].last_user_message
 
