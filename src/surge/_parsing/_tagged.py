@@ -32,22 +32,24 @@ def prebuild(tp: Any, value: Any) -> Any:
 
 class _Builder:
     def __init__(self) -> None:
-        # (id of value, id of type) -> built: a value reached twice under one type (it is
+        # id of type -> id of value -> built: a value reached twice under one type (it is
         # not, in a tree; the memo keeps the walk linear whatever the type graph) is built
         # once. Ids, not the objects: a union's hash is recomputed at every use, and both
-        # outlive the walk (the value tree and the annotations hold them).
-        self.memo: dict[tuple[int, int], Any] = {}
+        # outlive the walk (the value tree and the annotations hold them). One dict per
+        # type rather than (value, type) keys: no key tuple is allocated per value, which
+        # on a large value is garbage-collector work.
+        self.memo: dict[int, dict[int, Any]] = {}
         self.shapes: dict[int, tuple[Any, tuple[Any, ...]]] = {}  # id of type -> (origin, args)
 
     def build(self, tp: Any, value: Any) -> Any:
         if not isinstance(value, (dict, list)):
             return value
-        key = (id(value), id(tp))
-        memo = self.memo
-        if key in memo:
-            return memo[key]
-        built = self._build(tp, value)
-        memo[key] = built
+        memo = self.memo.get(id(tp))
+        if memo is None:
+            memo = self.memo[id(tp)] = {}
+        built = memo.get(id(value), _UNBUILT)
+        if built is _UNBUILT:
+            built = memo[id(value)] = self._build(tp, value)
         return built
 
     def _build(self, tp: Any, value: Any) -> Any:
@@ -80,6 +82,7 @@ class _Builder:
         return out
 
 
+_UNBUILT: Any = object()  # not in the memo yet (a built value may be anything)
 _FIELDS: dict[type[BaseModel], list[tuple[list[str], Any]]] = {}
 
 
