@@ -4,12 +4,16 @@ general path gives, and each is checked to be taken, so a change that loses it s
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import pytest
 from pydantic import BaseModel
+from tests._corpus import corpus_cases
 
-from surge._parsing import _extract, parse
+from surge._parsing import _extract, _strings, parse
+from surge._parsing._nodes import Node
+from surge._parsing._repair import parse_document
 from surge._parsing._tagged import prebuild
 
 
@@ -56,3 +60,64 @@ def test_a_value_shared_under_one_type_is_built_once() -> None:
         assert built.both[0] is built.both[1]  # the same dict, so the same model
         built, depth = built.both[0], depth + 1
     assert (depth, built) == (12, Tip(kind="tip"))
+
+
+def _tree(node: Node) -> Any:
+    """Everything the reader records about a node, children included."""
+    if node.kind == "object":
+        value: Any = [(key, _tree(child)) for key, child in node.value]
+    elif node.kind == "array":
+        value = [_tree(child) for child in node.value]
+    else:
+        value = node.value
+    return (node.kind, value, node.text, node.complete, node.quoted, node.fixes)
+
+
+# Strings the one-step read takes, and ones that look like it but are not closed by their
+# first quote (or hold a character the full scan must see): those take the full scan.
+STRINGS = [
+    '{"a": "plain", "b": ["x", " y z "], "c": {"d": "e\t"}}',
+    '{"a": "say "hi" now", "b": 1}',
+    '{"a": "one" "b": 2}',
+    '{"a": "cut',
+    '["a", "b"',
+    '{"a": "x"  # note\n}',
+    '{"a": "tab\there", "b": "\u00e9"}',
+    '{"a": "line\nbreak"}',
+    '{"a": "", "b": """triple""", "c": ""doubled""}',
+    '{"key": "v"}, "more": "w"}',
+    '["k": "v", "j": "w"]',
+    '{"a": "x", "b',
+    '{"a": "x"```',
+    "{'a': 'single', \u201cb\u201d: \u201csmart\u201d}",
+]
+
+
+def test_the_one_step_string_read_gives_what_the_full_scan_gives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    texts = STRINGS + [c["raw"] for c in corpus_cases() if isinstance(c["raw"], str)]
+    fast = [[(_tree(n), s, e) for n, s, e in parse_document(t)] for t in texts]
+    monkeypatch.setattr(_strings, "_PLAIN", re.compile(r"(?!)"))  # never matches
+    full = [[(_tree(n), s, e) for n, s, e in parse_document(t)] for t in texts]
+    for text, one, other in zip(texts, fast, full, strict=True):
+        assert one == other, text
+
+
+def test_a_plain_string_is_read_in_one_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_scan(closers: tuple[str, ...]) -> Any:
+        raise AssertionError("the full scan ran")
+
+    monkeypatch.setattr(_strings, "_special", no_scan)
+    [(node, _, _)] = parse_document('{"name": " Ada Lovelace ", "tags": ["math"]}')
+    assert _tree(node) == (
+        "object",
+        [
+            ("name", ("string", " Ada Lovelace ", " Ada Lovelace ", True, True, 0)),
+            ("tags", ("array", [("string", "math", "math", True, True, 0)], "", True, True, 0)),
+        ],
+        "",
+        True,
+        True,
+        0,
+    )
