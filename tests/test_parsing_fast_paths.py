@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 from tests._corpus import corpus_cases
 
-from surge._parsing import _extract, _strings, parse
+from surge._parsing import _extract, _keys, _strings, parse
 from surge._parsing._nodes import Node
 from surge._parsing._repair import parse_document
 from surge._parsing._tagged import prebuild
@@ -121,3 +121,20 @@ def test_a_plain_string_is_read_in_one_step(monkeypatch: pytest.MonkeyPatch) -> 
         True,
         0,
     )
+
+
+def test_keys_are_normalized_only_when_one_is_not_written_exactly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    normalized: list[str] = []
+    real = _keys.norm_key
+
+    def spy(key: str) -> str:
+        normalized.append(key)
+        return real(key)
+
+    monkeypatch.setattr(_keys, "norm_key", spy)
+    assert parse('{"text": "a", "other": 1,}', Text) == Text(text="a")  # lenient: a comma
+    assert normalized == []
+    assert parse('{"Te-xt": "a", "other": 1,}', Text) == Text(text="a")
+    assert normalized == ["Te-xt", "other", "text"]
