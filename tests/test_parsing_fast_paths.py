@@ -5,7 +5,7 @@ general path gives, and each is checked to be taken, so a change that loses it s
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pytest
 from pydantic import BaseModel
@@ -28,6 +28,11 @@ class Fork(BaseModel):
 
 class Tip(BaseModel):
     kind: Literal["tip"]
+
+
+class Holder(BaseModel):
+    items: list[Fork | Tip]
+    note: Text | None = None
 
 
 def test_a_span_that_is_the_whole_text_is_not_read_as_strict_json_twice(
@@ -138,3 +143,16 @@ def test_keys_are_normalized_only_when_one_is_not_written_exactly(
     assert normalized == []
     assert parse('{"Te-xt": "a", "other": 1,}', Text) == Text(text="a")
     assert normalized == ["Te-xt", "other", "text"]
+
+
+def test_a_type_with_no_tagged_union_is_not_walked() -> None:
+    value = [{"text": "a"}, {"text": "b"}]
+    assert prebuild(list[Text], value) is value  # nothing to build: not even copied
+    assert prebuild(dict[str, Text | None], {"k": {"text": "a"}}) == {"k": {"text": "a"}}
+
+
+def test_a_tagged_union_behind_models_lists_and_maps_is_built() -> None:
+    value = {"h": {"items": [{"kind": "tip"}], "note": {"text": "n"}}}
+    built = prebuild(dict[str, Holder], value)
+    assert built == {"h": {"items": [Tip(kind="tip")], "note": {"text": "n"}}}
+    assert prebuild(Annotated[list[Fork | Tip], "x"], [{"kind": "tip"}]) == [Tip(kind="tip")]

@@ -8,6 +8,7 @@ expected names its member through the tag, so it is built as that member (its ch
 first) with `Model.model_validate`; pydantic then meets an instance of the right class at
 each union, which it accepts at once. Nothing else changes: values under no tagged union
 stay plain, and a union with no tag (or a tag that matches no member) is left to pydantic.
+A type from which the walk can reach no tagged union (most) is not walked at all.
 """
 
 from __future__ import annotations
@@ -27,7 +28,44 @@ def prebuild(tp: Any, value: Any) -> Any:
     Raises:
         pydantic.ValidationError: A member rejects the dict that names it.
     """
+    if not _has_tagged(tp):
+        return value  # nothing to build: the walk would only copy it
     return _Builder().build(tp, value)
+
+
+_HAS_TAGGED: dict[Any, bool] = {}
+
+
+def _has_tagged(tp: Any) -> bool:
+    """Can the walk of `_Builder` reach a tagged union of models from `tp`?"""
+    try:
+        known = _HAS_TAGGED.get(tp)
+    except TypeError:  # an unhashable annotation: not cached
+        return _reaches_tagged(tp, {})
+    if known is None:
+        if len(_HAS_TAGGED) >= 512:
+            _HAS_TAGGED.clear()
+        known = _HAS_TAGGED[tp] = _reaches_tagged(tp, {})
+    return known
+
+
+def _reaches_tagged(tp: Any, seen: dict[int, Any]) -> bool:
+    """The same edges `_Builder._build` follows, each type once (`seen`: id -> type met)."""
+    if id(tp) in seen:
+        return False
+    seen[id(tp)] = tp  # held, so its id is not reused by another type during the walk
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _reaches_tagged(args[0], seen)
+    if origin is typing.Union or origin is types.UnionType:
+        return bool(_members(args))  # an untagged union is left to pydantic, unwalked
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return any(_reaches_tagged(annotation, seen) for _, annotation in _fields(tp))
+    if origin is list and args:
+        return _reaches_tagged(args[0], seen)
+    if origin is dict and len(args) == 2:
+        return _reaches_tagged(args[1], seen)
+    return False
 
 
 class _Builder:
