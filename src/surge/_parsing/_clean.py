@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from surge._parsing._coerce import Coercer, Mismatch, norm_key
+from surge._parsing._coerce import Coercer, Mismatch
+from surge._parsing._keys import norm_key
 from surge._parsing._nodes import from_plain
 from surge._parsing._schema import Schema
 

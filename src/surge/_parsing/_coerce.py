@@ -24,6 +24,7 @@ import re
 from typing import Any
 
 from surge._parsing._depth import DEFAULT_MAX_DEPTH
+from surge._parsing._keys import find_keys
 from surge._parsing._match import bool_from_text, match_choice, number_from_text
 from surge._parsing._nodes import Node, repairs, to_plain
 from surge._parsing._prefix import ABSENT, plain_so_far, unfinished
@@ -31,10 +32,9 @@ from surge._parsing._repair import parse_document
 from surge._parsing._schema import Prop, Schema
 from surge._parsing._work import WORK
 
-__all__ = ["ABSENT", "Coercer", "Mismatch", "norm_key"]
+__all__ = ["ABSENT", "Coercer", "Mismatch"]
 
 _OMIT: Any = object()
-_WORDS = re.compile(r"[\W_]+")
 
 
 class Mismatch(Exception):
@@ -58,11 +58,6 @@ def _kind_name(node: Node) -> str:
         return "no value"
     text = node.text if len(node.text) <= 40 else node.text[:37] + "..."
     return f"{node.kind} {text!r}" if node.kind != "null" else "null"
-
-
-def norm_key(key: str) -> str:
-    """A key without punctuation, `_` or case (`"Full-Name"` -> `"fullname"`)."""
-    return _WORDS.sub("", key).casefold()
 
 
 class Coercer:
@@ -313,7 +308,7 @@ class Coercer:
             return {prop.name: value}, penalty + 2
         elif node.kind != "object":
             raise Mismatch(f"expected {s.describe()} (an object), got {_kind_name(node)}", path)
-        found = self._find_keys(node, s)
+        found = find_keys(node, s)
         if len(s.props) == 1 and found[0] is None and node.value:
             prop = s.props[0]  # an object for a one-field object, without that field: nest it
             try:
@@ -353,30 +348,6 @@ class Coercer:
         if s.props and not matched and node.value:
             total += 3  # none of the keys written is one of ours
         return out, total
-
-    @staticmethod
-    def _find_keys(node: Node, s: Schema) -> list[tuple[str, Node, int] | None]:
-        first: dict[str, Node] = {}
-        for key, child in node.value:
-            first.setdefault(key, child)
-        loose: dict[str, str] = {}
-        for key in first:
-            loose.setdefault(norm_key(key), key)
-        found: list[tuple[str, Node, int] | None] = []
-        for prop in s.props:
-            hit: tuple[str, Node, int] | None = None
-            for key in prop.keys:
-                if key in first:
-                    hit = (key, first[key], 0)
-                    break
-            if hit is None:
-                for key in prop.keys:
-                    written = loose.get(norm_key(key))
-                    if written is not None:
-                        hit = (written, first[written], 1)
-                        break
-            found.append(hit)
-        return found
 
     def _missing(self, prop: Prop, path: str) -> tuple[Any, int]:
         base = prop.schema.non_null()

@@ -245,9 +245,19 @@ def _close(text: str, start: int, ends: dict[int, int], budget: int) -> tuple[in
 
 
 def _read(
-    text: str, source: str, partial: bool, max_depth: int, allow_tuple: bool = False
+    text: str,
+    source: str,
+    partial: bool,
+    max_depth: int,
+    allow_tuple: bool = False,
+    *,
+    strict: bool = True,
 ) -> list[Candidate]:
-    node = _strict(text, partial, max_depth)
+    """The values in `text`: the strict reading if it is one structure, else the tolerant one.
+
+    `strict=False`: `text` is known not to be strict JSON (skip trying it again).
+    """
+    node = _strict(text, partial, max_depth) if strict else None
     if node is not None and node.kind in ("object", "array"):
         return [Candidate(node, text, source)]
     found = parse_document(text, allow_tuple=allow_tuple, max_depth=max_depth)
@@ -281,6 +291,9 @@ def candidates(
         yield Candidate(node, text, "json")
         yield raw
         return
+    # The whole text is not strict JSON, so a span that is all of it is not either: it is
+    # not tried again (json.loads failing at a megabyte's last character costs a full read).
+    not_json = None if deep else text.strip()
     read: set[str] = set()  # source spans already parsed
     seen: set[str] = set()  # candidate texts already given
 
@@ -292,7 +305,8 @@ def candidates(
 
     def read_all(part: str, source: str, allow_tuple: bool = False) -> list[Candidate]:
         try:
-            return _read(part, source, partial, max_depth, allow_tuple)
+            strict = part.strip() != not_json
+            return _read(part, source, partial, max_depth, allow_tuple, strict=strict)
         except TooDeep as exc:
             deep.append(exc)
             return []

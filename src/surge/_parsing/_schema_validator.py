@@ -30,8 +30,8 @@ from pydantic_core import SchemaValidator, ValidationError
 from pydantic_core import core_schema as cs
 
 from surge._parsing._clean import NotClean, clean_part
-from surge._parsing._coerce import norm_key
 from surge._parsing._depth import DEFAULT_MAX_DEPTH
+from surge._parsing._keys import norm_key
 from surge._parsing._schema import Schema
 
 __all__ = ["Undecided", "schema_validator"]

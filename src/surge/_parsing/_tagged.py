@@ -8,6 +8,7 @@ expected names its member through the tag, so it is built as that member (its ch
 first) with `Model.model_validate`; pydantic then meets an instance of the right class at
 each union, which it accepts at once. Nothing else changes: values under no tagged union
 stay plain, and a union with no tag (or a tag that matches no member) is left to pydantic.
+A type from which the walk can reach no tagged union (most) is not walked at all.
 """
 
 from __future__ import annotations
@@ -27,27 +28,66 @@ def prebuild(tp: Any, value: Any) -> Any:
     Raises:
         pydantic.ValidationError: A member rejects the dict that names it.
     """
+    if not _has_tagged(tp):
+        return value  # nothing to build: the walk would only copy it
     return _Builder().build(tp, value)
+
+
+_HAS_TAGGED: dict[Any, bool] = {}
+
+
+def _has_tagged(tp: Any) -> bool:
+    """Can the walk of `_Builder` reach a tagged union of models from `tp`?"""
+    try:
+        known = _HAS_TAGGED.get(tp)
+    except TypeError:  # an unhashable annotation: not cached
+        return _reaches_tagged(tp, {})
+    if known is None:
+        if len(_HAS_TAGGED) >= 512:
+            _HAS_TAGGED.clear()
+        known = _HAS_TAGGED[tp] = _reaches_tagged(tp, {})
+    return known
+
+
+def _reaches_tagged(tp: Any, seen: dict[int, Any]) -> bool:
+    """The same edges `_Builder._build` follows, each type once (`seen`: id -> type met)."""
+    if id(tp) in seen:
+        return False
+    seen[id(tp)] = tp  # held, so its id is not reused by another type during the walk
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _reaches_tagged(args[0], seen)
+    if origin is typing.Union or origin is types.UnionType:
+        return bool(_members(args))  # an untagged union is left to pydantic, unwalked
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return any(_reaches_tagged(annotation, seen) for _, annotation in _fields(tp))
+    if origin is list and args:
+        return _reaches_tagged(args[0], seen)
+    if origin is dict and len(args) == 2:
+        return _reaches_tagged(args[1], seen)
+    return False
 
 
 class _Builder:
     def __init__(self) -> None:
-        # (id of value, id of type) -> built: a value reached twice under one type (it is
+        # id of type -> id of value -> built: a value reached twice under one type (it is
         # not, in a tree; the memo keeps the walk linear whatever the type graph) is built
         # once. Ids, not the objects: a union's hash is recomputed at every use, and both
-        # outlive the walk (the value tree and the annotations hold them).
-        self.memo: dict[tuple[int, int], Any] = {}
+        # outlive the walk (the value tree and the annotations hold them). One dict per
+        # type rather than (value, type) keys: no key tuple is allocated per value, which
+        # on a large value is garbage-collector work.
+        self.memo: dict[int, dict[int, Any]] = {}
         self.shapes: dict[int, tuple[Any, tuple[Any, ...]]] = {}  # id of type -> (origin, args)
 
     def build(self, tp: Any, value: Any) -> Any:
         if not isinstance(value, (dict, list)):
             return value
-        key = (id(value), id(tp))
-        memo = self.memo
-        if key in memo:
-            return memo[key]
-        built = self._build(tp, value)
-        memo[key] = built
+        memo = self.memo.get(id(tp))
+        if memo is None:
+            memo = self.memo[id(tp)] = {}
+        built = memo.get(id(value), _UNBUILT)
+        if built is _UNBUILT:
+            built = memo[id(value)] = self._build(tp, value)
         return built
 
     def _build(self, tp: Any, value: Any) -> Any:
@@ -80,6 +120,7 @@ class _Builder:
         return out
 
 
+_UNBUILT: Any = object()  # not in the memo yet (a built value may be anything)
 _FIELDS: dict[type[BaseModel], list[tuple[list[str], Any]]] = {}
 
 
