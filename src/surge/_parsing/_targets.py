@@ -27,6 +27,7 @@ from surge._parsing._depth import (
     nesting_depth,
     recursion_room,
 )
+from surge._parsing._gc import PAUSE_FROM, collector_paused
 from surge._parsing._rank import fail, rank
 from surge._parsing._schema import Schema, compile_schema
 from surge._parsing._schema_targets import clean_value
@@ -199,6 +200,13 @@ def parse(
     """
     if max_depth != DEFAULT_MAX_DEPTH:
         check_max_depth(max_depth)
+    if type(text) is str and len(text) >= PAUSE_FROM:
+        with collector_paused(len(text)):  # else its full collections grow with the text
+            return _parse_text(text, target, partial, max_depth)
+    return _parse_text(text, target, partial, max_depth)
+
+
+def _parse_text(text: str, target: Any, partial: bool, max_depth: int) -> Any:
     if not partial:
         try:
             fast = _FAST[target]
