@@ -8,10 +8,10 @@ import re
 from typing import Annotated, Any, Literal
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from tests._corpus import corpus_cases
 
-from surge._parsing import _extract, _keys, _strings, parse
+from surge._parsing import _coerce, _extract, _keys, _strings, parse
 from surge._parsing._nodes import Node
 from surge._parsing._repair import parse_document
 from surge._parsing._tagged import prebuild
@@ -156,3 +156,42 @@ def test_a_tagged_union_behind_models_lists_and_maps_is_built() -> None:
     built = prebuild(dict[str, Holder], value)
     assert built == {"h": {"items": [Tip(kind="tip")], "note": {"text": "n"}}}
     assert prebuild(Annotated[list[Fork | Tip], "x"], [{"kind": "tip"}]) == [Tip(kind="tip")]
+
+
+def test_a_tag_is_matched_once_per_text_and_looked_up_once_per_object(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    matched: list[str] = []
+    looked: list[list[str]] = []
+    real_match, real_lookup = _coerce.match_choice, _coerce.lookup
+
+    def match(text: str, names: Any) -> tuple[int, int]:
+        matched.append(text)
+        return real_match(text, names)
+
+    def look(node: Node, keys: list[str]) -> Node | None:
+        looked.append(keys)
+        return real_lookup(node, keys)
+
+    monkeypatch.setattr(_coerce, "match_choice", match)
+    monkeypatch.setattr(_coerce, "lookup", look)
+    text = '{"items": [' + '{"kind": "tip"}, ' * 5 + '{"kind": "fork", "both": []},],}'
+    assert parse(text, Holder) == Holder(items=[Tip(kind="tip")] * 5 + [Fork(kind="fork", both=[])])
+    assert sorted(matched) == ["fork", "tip"]  # once per text, not once per object
+    assert looked == [["kind"]] * 6  # one lookup per object, for every member at once
+
+
+class Cat(BaseModel):
+    type: Literal["cat"] = Field(alias="pet")
+
+
+class Dog(BaseModel):
+    type: Literal["dog"]
+
+
+def test_members_that_write_their_tag_under_different_keys_are_each_looked_up() -> None:
+    assert parse('[{"type": "dog"}, {"pet": "cat"},]', list[Cat | Dog]) == [
+        Dog(type="dog"),
+        Cat(pet="cat"),
+    ]
+    assert parse('[{"pet": "cat"},]', list[Cat | Dog]) == [Cat(pet="cat")]

@@ -24,7 +24,7 @@ import re
 from typing import Any
 
 from surge._parsing._depth import DEFAULT_MAX_DEPTH
-from surge._parsing._keys import find_keys
+from surge._parsing._keys import NO_PLAN, TagPlan, find_keys, lookup
 from surge._parsing._match import bool_from_text, match_choice, number_from_text
 from surge._parsing._nodes import Node, repairs, to_plain
 from surge._parsing._prefix import ABSENT, plain_so_far, unfinished
@@ -80,6 +80,10 @@ class Coercer:
         # Mismatch: a node is fitted to a union once, however many members of an outer
         # union try it (without this, nested unions cost 2^depth).
         self._unions: dict[tuple[Node, Schema, bool], Any] = {}
+        # (id of an enum/const schema, text) -> match_choice's answer, or its ValueError:
+        # a pure function of the two, asked again for every object of a tagged union.
+        self._choices: dict[tuple[int, str], tuple[int, int] | ValueError] = {}
+        self._tag_plans: dict[int, TagPlan | None] = {}  # id of union schema -> its plan
 
     def coerce(self, node: Node, s: Schema, path: str = "$") -> tuple[Any, int]:
         """Fit `node` to `s`; return `(value, penalty)` or raise `Mismatch`."""
@@ -188,13 +192,20 @@ class Coercer:
         why = ""
         if words and node.kind in ("string", "number", "bool"):
             text = node.value if node.kind == "string" else node.text
-            try:
-                index, penalty = match_choice(text, [s.aliases[i] for i in words])
-            except ValueError as exc:
-                why = f": {exc}"
-                if "ambiguous" in str(exc) or "several" in str(exc):
-                    raise Mismatch(str(exc), path) from None
+            key = (id(s), text)
+            found = self._choices.get(key)
+            if found is None:
+                try:
+                    found = match_choice(text, [s.aliases[i] for i in words])
+                except ValueError as exc:
+                    found = exc
+                self._choices[key] = found
+            if isinstance(found, ValueError):
+                why = f": {found}"
+                if "ambiguous" in str(found) or "several" in str(found):
+                    raise Mismatch(str(found), path) from None
             else:
+                index, penalty = found
                 return s.values[words[index]], penalty
         for value in s.values:  # non-string literals (2, true, null): read the node as one
             if isinstance(value, str):
@@ -421,26 +432,28 @@ class Coercer:
         of their other fields is coerced. When it names none of them, or does not write
         the field, every member is tried.
         """
-        tag = s.tag()
-        if tag is None:
+        plan = self._tag_plans.get(id(s), NO_PLAN)
+        if plan is NO_PLAN:
+            plan = self._tag_plans[id(s)] = TagPlan.of(s)
+        if plan is None:
             return s.branches
-        name, props = tag
+        name = plan.name
+        shared = lookup(node, plan.keys) if plan.keys is not None else None
         keep: list[Schema] = []
         named = False  # the tag names at least one member
-        for branch, prop in zip(s.branches, props, strict=True):
+        for branch, prop, values in plan.members:
             if prop is None:
                 keep.append(branch)
                 continue
-            child = _lookup(node, prop.keys)
+            child = shared if plan.keys is not None else lookup(node, prop.keys)
             if child is None:
                 return s.branches  # the tag is not written: every member is a candidate
             if child.kind == "string" and child.complete:
-                values = prop.schema.non_null().values
                 if child.value in values:  # written exactly: no need to coerce it
                     keep.append(branch)
                     named = True
                     continue
-                if any(child.value in p.schema.non_null().values for p in props if p):
+                if child.value in plan.every_value:
                     reasons.append(f"as {branch.describe()}: at .{name}: not {child.value!r}")
                     continue  # exactly another member's tag
             try:
@@ -451,16 +464,6 @@ class Coercer:
             keep.append(branch)
             named = True
         return keep if named else s.branches
-
-
-def _lookup(node: Node, keys: list[str]) -> Node | None:
-    """The value an object node gives for the first of `keys` it writes (exactly)."""
-    for key in keys:
-        for written, child in node.value:
-            if written == key:
-                found: Node = child
-                return found
-    return None
 
 
 _BUSY: Any = object()  # a union coercion in progress (a node nested into itself)
