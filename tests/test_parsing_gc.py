@@ -76,7 +76,7 @@ def test_a_collector_the_program_turned_off_stays_off() -> None:
 
 
 def test_no_collection_runs_during_a_large_parse() -> None:
-    # 200 KB of small objects: with the collector on, many young collections and some
+    # 180 KB of small objects: with the collector on, many young collections and some
     # full ones (walking the whole heap each time, which is what made the cost grow).
     items = [{"sku": f"S{i}", "qty": i, "note": None} for i in range(4000)]
     text = json.dumps(items).replace("}", ",}")
@@ -93,6 +93,7 @@ def test_no_collection_runs_during_a_large_parse() -> None:
         gc.callbacks.remove(count)
     assert len(value) == 4000
     assert value[3999] == {"sku": "S3999", "qty": 3999, "note": None}
-    # None while paused; at most one young collection as the collector comes back on
-    # (it has counted the parse's allocations). Unpaused, this parse ran 200 or more.
-    assert collections in ([], [0])
+    # None while paused; at most one as the collector comes back on (it has counted the
+    # parse's allocations; a young one, or older when that one tips theirs over).
+    # Unpaused, this parse ran about 60.
+    assert len(collections) <= 1, collections
