@@ -57,6 +57,30 @@ def test_parser_interim_close_delimited_and_bodiless() -> None:
     assert not _parse(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").keep_alive
 
 
+def test_parser_body_in_a_later_read_stops_at_content_length() -> None:
+    # The head alone, then the body with a stray CRLF after it in the same read.
+    parser = _parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", b"hello\r\n")
+    assert (parser.complete, parser.keep_alive) == (True, True)
+    assert parser.chunks == [b"hello"]
+
+
+def test_parser_transfer_codings_end_in_chunked_or_read_until_close() -> None:
+    body = b"5\r\nhello\r\n0\r\n\r\n"
+    last = _parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" + body)
+    assert (last.complete, b"".join(last.chunks)) == (True, b"hello")
+    # chunked but not last (RFC 9112 6.3): the body runs until the server closes.
+    first = _parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n" + body)
+    assert (first.complete, first.keep_alive) == (False, False)
+    first.feed_eof()
+    assert (first.complete, b"".join(first.chunks)) == (True, body)
+
+
+def test_parser_304_has_no_body_whatever_its_content_length() -> None:
+    parser = _parse(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n")
+    assert (parser.status_code, parser.complete, parser.keep_alive) == (304, True, True)
+    assert parser.chunks == []
+
+
 @pytest.mark.parametrize(
     ("raw", "match"),
     [
