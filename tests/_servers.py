@@ -22,6 +22,7 @@ query string:
     lf=1        answer with bare LF line ends
     stray=1     send a stray CRLF right after the body
     early=CODE  answer CODE (Connection: close) before reading the body, then close
+    earlyquiet=CODE  as early=, without saying Connection: close
 `seen` lists the request targets (path and query) in the order the server read them.
 `SilentServer` accepts connections and never reads them (uploads stall).
 `H2Server` runs hypercorn (HTTP/2 over TLS with ALPN, or cleartext prior knowledge).
@@ -179,13 +180,15 @@ class RawServer(_Base):
                     if ":" in line:
                         name, value = line.split(":", 1)
                         headers[name.strip().lower()] = value.strip()
-                if "early=" in target:
+                if "early=" in target or "earlyquiet=" in target:
                     # Answer before reading the body, then close (as a 413 does).
-                    code = parse_qs(target.partition("?")[2])["early"][0]
+                    query = parse_qs(target.partition("?")[2])
+                    quiet = "earlyquiet" in query
+                    code = query["earlyquiet" if quiet else "early"][0]
                     self._changed(requests=1)
                     writer.write(
                         f"HTTP/1.1 {code} Too Large\r\nContent-Length: 2\r\n"
-                        "Connection: close\r\n\r\nno".encode()
+                        f"{'' if quiet else 'Connection: close' + chr(13) + chr(10)}\r\nno".encode()
                     )
                     await writer.drain()
                     writer.close()

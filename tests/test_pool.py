@@ -204,6 +204,22 @@ async def test_read_timeout_raises_httpx_error_and_frees_the_slot(server: RawSer
 
 
 @pytest.mark.anyio
+async def test_a_read_timeout_on_a_reused_connection_is_not_sent_again(
+    server: RawServer,
+) -> None:
+    # Quicker than the stale keep-alive window: still the server's silence, not the race.
+    transport = PoolTransport(PoolConfig(max_connections=1))
+    http = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(20.0, read=0.05))
+    async with http:
+        assert (await http.get(server.url)).status_code == 200
+        with pytest.raises(httpx.ReadTimeout):
+            await http.get(server.url + "/?stall=1")
+        await server.wait_for(lambda s: s.requests == 2)
+        assert server.seen == ["/", "/?stall=1"]
+        assert transport.stats().connections_opened == 1
+
+
+@pytest.mark.anyio
 async def test_write_timeout_when_the_server_never_reads(server: RawServer) -> None:
     # The server accepts but never reads: the 16 MB body fills its receive buffer and our
     # send buffer, and the send stalls until the write timeout.

@@ -39,6 +39,18 @@ async def test_an_answer_sent_before_the_body_was_read_is_returned(raw: RawServe
         assert pool.stats().connections_opened == 2
 
 
+async def test_after_an_early_answer_the_connection_is_not_reused(raw: RawServer) -> None:
+    # No Connection: close this time: the write failing is what says the server is gone.
+    http, pool = pool_client()
+    async with http:
+        response = await http.post(raw.url + "/?earlyquiet=413", content=b"z" * 8_000_000)
+        assert (response.status_code, response.content) == (413, b"no")
+        assert (pool.stats().in_use, pool.stats().idle) == (0, 0)
+        assert (await http.get(raw.url)).status_code == 200
+        assert pool.stats().connections_opened == 2
+        assert raw.requests == 2
+
+
 async def test_an_early_answer_on_a_reused_connection_is_not_resent(raw: RawServer) -> None:
     http, _ = pool_client()
     async with http:
