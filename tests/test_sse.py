@@ -283,3 +283,51 @@ def test_a_text_only_delta_keeps_its_index_and_finish_reason() -> None:
     assert (chunk.role, chunk.refusal, chunk.tool_calls, chunk.usage) == (None, None, (), None)
     (chunk,) = decode_event(chunk_event(content="hi", role="assistant").encode(), "u")
     assert (chunk.content, chunk.role) == ("hi", "assistant")
+
+
+def assemble(*events: str) -> surge.ChatResponse:
+    assembler = Assembler()
+    for data in events:
+        for chunk in decode_event(data, "http://x"):
+            assembler.add(chunk)
+    return assembler.response()
+
+
+def test_tool_calls_come_out_in_index_order_with_their_first_id() -> None:
+    response = assemble(
+        chunk_event(tool_calls=[{"index": 1, "id": "call_b", "function": {"name": "g"}}]),
+        chunk_event(tool_calls=[{"index": 0, "id": "call_a", "function": {"name": "f"}}]),
+        # A server that repeats (or changes) an id later: the first one given stands.
+        chunk_event(tool_calls=[{"index": 0, "id": "call_a2", "function": {"arguments": "{}"}}]),
+        chunk_event(tool_calls=[{"index": 1, "function": {"arguments": "[]"}}]),
+    )
+    assert [(c.id, c.function.name, c.function.arguments) for c in response.tool_calls] == [
+        ("call_a", "f", "{}"),
+        ("call_b", "g", "[]"),
+    ]
+
+
+def test_refusal_pieces_and_the_role_are_assembled() -> None:
+    response = assemble(
+        chunk_event(role="developer", refusal="I can't "),
+        chunk_event(refusal="help with that."),
+    )
+    assert response.message.refusal == "I can't help with that."
+    assert response.message.role == "developer"
+    assert response.message.content is None  # as a refusal's reply has it
+
+
+def test_usage_sent_beside_several_choices_is_counted_once() -> None:
+    usage = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+    event = json.dumps(
+        {
+            "choices": [
+                {"index": 0, "delta": {"content": "a"}, "finish_reason": None},
+                {"index": 1, "delta": {"content": "b"}, "finish_reason": None},
+            ],
+            "usage": usage,
+        }
+    )
+    chunks = decode_event(event, "http://x")
+    assert [(c.index, c.content) for c in chunks] == [(0, "a"), (1, "b")]
+    assert [c.usage for c in chunks] == [surge.Usage(**usage), None]

@@ -319,7 +319,10 @@ class Assembler:
             choice = self._choices.get(index) or _Choice()
             message: dict[str, Any] = {
                 "role": choice.role,
-                "content": "".join(choice.content) if choice.content or not choice.calls else None,
+                # null beside tool calls or a refusal and nothing else, as a reply gives it
+                "content": "".join(choice.content)
+                if choice.content or not (choice.calls or choice.refusal)
+                else None,
             }
             if choice.refusal:
                 message["refusal"] = "".join(choice.refusal)
