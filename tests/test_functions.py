@@ -101,10 +101,10 @@ def test_a_placeholder_without_a_parameter_fails_at_decoration_with_its_name() -
 
         @client.function
         async def f(text: str, lang: str) -> str:
-            """Translate {txt} into {lang} ({dialect})."""
+            """Translate {txt} into {lang} ({dialect}), {txt} again."""
 
     message = str(info.value)
-    assert "{txt}, {dialect}" in message
+    assert "the prompt names {txt}, {dialect}, which are not" in message  # each once
     assert "are not parameters" in message
     assert "its parameters: text, lang" in message
 
@@ -169,6 +169,30 @@ def test_image_parameters_become_content_parts_in_place() -> None:
             ],
         }
     ]
+
+
+def test_a_message_keeps_its_leading_indentation() -> None:
+    client = _client()
+
+    @client.function(prompt="    def {name}():\n        pass\n")
+    async def code(name: str) -> str: ...
+
+    assert code.messages("f") == [{"role": "user", "content": "    def f():\n        pass"}]
+
+
+def test_an_image_outside_a_user_message_is_a_config_error() -> None:
+    client = _client()
+
+    @client.function
+    async def look(photo: surge.Image) -> str:
+        """[system]
+        Look at {photo}.
+        """
+
+    with pytest.raises(
+        surge.ConfigError, match="images can only go in a user message, not a system"
+    ):
+        look.messages(surge.Image("https://example.invalid/a.png"))
 
 
 def test_bad_images_and_bad_functions_are_config_errors() -> None:
