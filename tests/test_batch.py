@@ -142,12 +142,15 @@ async def test_a_template_inserts_braces_in_items_as_text() -> None:
     async with SimulatedServer(reply=record) as server, LLMClient(base_url=server.url) as client:
         await client.map("Say: {item}!", ["{x}", "a {item} b", "}{"], concurrency=1)
         await client.map("{name} is {age}; {{literal}}", people, concurrency=1)
+        # {item} is the whole item, even when the item has a key of that name.
+        await client.map("{item} / {item[item]}", [{"item": "inner"}], concurrency=1)
     assert seen == [
         "Say: {x}!",
         "Say: a {item} b!",
         "Say: }{!",
         "Ada {item} is 36; {literal}",
         "{0}{} is 41; {literal}",
+        "{'item': 'inner'} / inner",
     ]
 
 
@@ -159,8 +162,12 @@ async def test_bad_arguments_raise_config_errors_naming_the_problem() -> None:
             await client.map("{item", [1])
         with pytest.raises(surge.ConfigError, match="concurrency must be an int >= 1"):
             await client.map("{item}", [1], concurrency=0)
+        with pytest.raises(surge.ConfigError, match="concurrency must be an int >= 1"):
+            await client.map("{item}", [1], concurrency=True)
         with pytest.raises(surge.ConfigError, match="items must be an iterable"):
             await client.map("{item}", 5)  # type: ignore[arg-type]
+        with pytest.raises(surge.ConfigError, match="not str"):  # one call per character?
+            await client.map("{item}", "abc")
         with pytest.raises(surge.ConfigError, match="progress= takes"):
             await client.map("{item}", [1], progress="yes")  # type: ignore[arg-type]
         with pytest.raises(surge.ConfigError, match="async function of one item"):
