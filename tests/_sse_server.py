@@ -25,14 +25,17 @@ class ScriptedSSE(_Base):
 
     def __init__(self) -> None:
         super().__init__()
-        self.scripts: dict[str, tuple[list[bytes], Ending, int]] = {}
+        self.scripts: dict[str, tuple[list[bytes | float], Ending, int]] = {}
         self.served: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def script(
-        self, path: str, pieces: list[bytes], ending: Ending = "end", status: int = 200
+        self, path: str, pieces: list[bytes | float], ending: Ending = "end", status: int = 200
     ) -> str:
-        """Register what `path` answers; return the base URL to give the client."""
+        """Register what `path` answers; return the base URL to give the client.
+
+        A float among the pieces is a pause of that many seconds before the next one.
+        """
         self.scripts[path] = (pieces, ending, status)
         return f"{self.url}{path}"
 
@@ -78,7 +81,7 @@ class ScriptedSSE(_Base):
                     await writer.drain()
                     continue
                 if ending == "json":
-                    body = b"".join(pieces)
+                    body = b"".join(p for p in pieces if isinstance(p, bytes))
                     writer.write(
                         b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                         b"content-length: %d\r\n\r\n%s" % (len(body), body)
@@ -90,6 +93,9 @@ class ScriptedSSE(_Base):
                     b"transfer-encoding: chunked\r\n\r\n"
                 )
                 for piece in pieces:
+                    if isinstance(piece, float):  # a pause of that many seconds
+                        await asyncio.sleep(piece)
+                        continue
                     writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                     await writer.drain()
                     await asyncio.sleep(0.001)  # a separate read on the client, usually

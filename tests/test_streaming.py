@@ -293,6 +293,39 @@ async def test_an_error_event_raises_a_typed_error(scripted: ScriptedSSE) -> Non
     assert scripted.served["/err"] == 1  # after the first chunk: never retried
 
 
+async def test_an_error_event_with_plain_text_data_raises_a_typed_error(
+    scripted: ScriptedSSE,
+) -> None:
+    error = b"event: error\ndata: the model is overloaded\n\n"
+    url = scripted.script("/plain-err", [chunk("", role="assistant"), chunk("par"), error])
+    async with LLMClient(base_url=url) as client, client.stream("x") as stream:
+        with pytest.raises(surge.ServerError, match="the model is overloaded") as info:
+            await stream.response()
+    assert info.value.status_code == 500
+    assert info.value.body == {"error": {"message": "the model is overloaded"}}
+
+
+async def test_a_server_silent_after_done_is_not_waited_for(scripted: ScriptedSSE) -> None:
+    url = scripted.script("/quiet", [chunk("", role="assistant"), chunk("hi"), DONE], "stall")
+    async with LLMClient(base_url=url, timeout=30) as client:
+        with anyio.fail_after(5):  # not the 30 s read timeout: DRAIN_SECONDS, then close
+            async with client.stream("x") as stream:
+                assert [c.content async for c in stream] == ["", "hi"]
+                response = await stream.response()
+        assert response.text == "hi"
+        stats = client.pool_stats()
+        assert (stats.in_use, stats.idle) == (0, 0)  # its body never ended: closed
+
+
+async def test_max_gap_is_the_longest_wait_between_chunks(scripted: ScriptedSSE) -> None:
+    pieces = [chunk("", role="assistant"), chunk("a"), 0.4, chunk("b"), chunk("c"), DONE]
+    url = scripted.script("/gap", pieces)
+    async with LLMClient(base_url=url) as client, client.stream("x") as stream:
+        response = await stream.response()
+    assert response.text == "abc"
+    assert response.timings.max_gap >= 0.35  # the pause, not the last (short) gap
+
+
 async def test_a_stream_without_done_is_an_error_unless_allowed(scripted: ScriptedSSE) -> None:
     url = scripted.script("/nodone", [chunk("", role="assistant"), chunk("hello")])
     async with LLMClient(base_url=url, retry=False) as client:
@@ -388,6 +421,23 @@ async def test_a_server_that_ignores_stream_true_still_works(scripted: ScriptedS
     assert [c.content for c in chunks] == ["whole"]
     assert response.text == "whole"
     assert response.usage == surge.Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2)
+
+
+async def test_a_whole_reply_of_two_choices_gives_one_chunk_each_and_usage_once(
+    scripted: ScriptedSSE,
+) -> None:
+    two = dict(_WHOLE, choices=[
+        {"index": 0, "message": {"role": "assistant", "content": "one"}, "finish_reason": "stop"},
+        {"index": 1, "message": {"role": "assistant", "content": "two"}, "finish_reason": "length"},
+    ])  # fmt: skip
+    url = scripted.script("/two", [json.dumps(two).encode()], ending="json")
+    async with LLMClient(base_url=url) as client, client.stream("hi", n=2) as stream:
+        chunks = [c async for c in stream]
+    usage = surge.Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2)
+    assert [(c.index, c.content, c.role, c.finish_reason, c.usage) for c in chunks] == [
+        (0, "one", "assistant", "stop", usage),
+        (1, "two", "assistant", "length", None),
+    ]
 
 
 _WHOLE = {

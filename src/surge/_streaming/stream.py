@@ -44,6 +44,8 @@ from surge._streaming.sse import SSEDecoder
 from surge._timings import Timings
 from surge._types import ChatResponse
 
+DRAIN_SECONDS = 0.25  # the longest wait for the body's end after [DONE]
+
 __all__ = ["ChatStream", "StreamReader", "chat_stream", "open_reader", "stream_body"]
 
 
@@ -157,20 +159,23 @@ class StreamReader:
                     break
 
     async def drain(self) -> None:
-        """After `[DONE]`: read the body's last bytes, up to 64 KiB.
+        """After `[DONE]`: read the body's last bytes, up to 64 KiB or `DRAIN_SECONDS`.
 
         The chunked terminator (HTTP/1.1) or END_STREAM (HTTP/2) comes right after
         `[DONE]`; reading it lets the connection be reused and shows the server a
-        complete exchange rather than a cancellation.
+        complete exchange rather than a cancellation. A server that sends `[DONE]` and
+        then nothing is not waited for (the read timeout, 600 s by default): its
+        connection is closed instead, as any body not read to the end.
         """
         received = 0
-        try:
-            while received < 65536:
-                received += len(await self._body.__anext__())
-        except StopAsyncIteration:
-            self.ended = True
-        except httpx.HTTPError:
-            pass
+        with anyio.move_on_after(DRAIN_SECONDS):
+            try:
+                while received < 65536:
+                    received += len(await self._body.__anext__())
+            except StopAsyncIteration:
+                self.ended = True
+            except httpx.HTTPError:
+                pass
 
     async def close(self) -> None:
         """Close the body iterator (an async generator) now rather than when collected."""
