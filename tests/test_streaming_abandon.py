@@ -5,13 +5,15 @@ leaving the `async with` before reading) must close the response, give the conne
 back and make the server stop generating: on HTTP/1.1 the connection is closed, on HTTP/2
 the stream is reset with RST_STREAM sent at once. The simulated server (in its own
 thread, so its timing does not depend on the client's loop) records when it saw each
-client go; the test compares that with the client's own clock.
+client go; the test compares that with the client's own clock, less any stall of the
+whole process meanwhile (`StallWatch`: a garbage collection, or no CPU to be had).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Literal
@@ -41,6 +43,44 @@ class ConsumerError(Exception):
 @pytest.fixture(params=[False, True], ids=["http1", "http2"])
 def http2(request: pytest.FixtureRequest) -> bool:
     return bool(request.param)
+
+
+class StallWatch:
+    """A thread that notes when the whole test process stood still (for `limit` s or more).
+
+    A thread that asks to wake every 2 ms and wakes 100 ms late saw what every thread
+    saw: a garbage collection holding the interpreter lock, or the machine giving the
+    process no CPU. Such a stall delays the server's reading of a reset as much as the
+    pool's sending of it, and is no fault of the pool's, so a lag may exceed
+    FREED_WITHIN by the stalls that overlap it, and by nothing else. (A pool that never
+    sent the reset at once would lag by seconds, stalls or not.)
+    """
+
+    def __init__(self, limit: float = 0.02) -> None:
+        self.limit = limit
+        self.stalls: list[tuple[float, float]] = []  # (start, end), time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(0.002):
+            now = time.monotonic()
+            if now - last >= self.limit:
+                self.stalls.append((last, now))
+            last = now
+
+    def __enter__(self) -> StallWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def within(self, start: float, end: float) -> float:
+        """Seconds of stall that overlap the interval [start, end]."""
+        return sum(max(0.0, min(end, b) - max(start, a)) for a, b in self.stalls)
 
 
 def client_sockets(port: int) -> int:
@@ -109,10 +149,12 @@ async def abandon(client: LLMClient, way: Way, after: int) -> tuple[str, float]:
 async def test_each_way_of_leaving_frees_pool_and_server(http2: bool, way: Way) -> None:
     with SimulatedServer(reply=LONG, stream_tokens_per_second=200) as server:
         async with LLMClient(base_url=server.url, http2=http2) as client:
-            rid, left = await abandon(client, way, after=3)
-            await wait_server(server, lambda s: s.cancelled == 1 and s.in_flight == 0)
+            with StallWatch() as watch:
+                rid, left = await abandon(client, way, after=3)
+                await wait_server(server, lambda s: s.cancelled == 1 and s.in_flight == 0)
             assert client.pool_stats().in_use == 0
-            assert server.cancellations()[rid] - left < FREED_WITHIN
+            seen = server.cancellations()[rid]
+            assert seen - left - watch.within(left, seen) < FREED_WITHIN, watch.stalls
             stats = client.pool_stats()
             assert client_sockets(server.port) == stats.idle  # none outside the pool
             # The pool still works afterwards.
@@ -127,7 +169,10 @@ async def test_a_thousand_streams_abandoned_at_random_points(http2: bool) -> Non
     rng = random.Random(1234)
     plan = [(rng.choice(WAYS), rng.randrange(0, 10)) for _ in range(1000)]
     left: dict[str, float] = {}
-    with SimulatedServer(reply=SHORTER, stream_tokens_per_second=200) as server:
+    with (
+        StallWatch() as watch,
+        SimulatedServer(reply=SHORTER, stream_tokens_per_second=200) as server,
+    ):
         async with LLMClient(base_url=server.url, http2=http2) as client:
             limiter = anyio.CapacityLimiter(2)
 
@@ -148,9 +193,14 @@ async def test_a_thousand_streams_abandoned_at_random_points(http2: bool) -> Non
             assert sorted(seen) == sorted(left)
             lags = sorted(seen[rid] - left[rid] for rid in left)
             print(f"lag p50={lags[500]:.4f}s p99={lags[990]:.4f}s max={lags[-1]:.4f}s")
-            # Every one of the thousand: p99 is a few ms and the worst under 10 ms on a quiet
-            # machine (and in the full suite), so 100 ms leaves room for a busy one.
-            assert lags[-1] < FREED_WITHIN
+            # Every one of the thousand (p99 is a few ms, the worst under 10 ms on a quiet
+            # machine), less any stall of the whole process while it was under way.
+            late = {
+                rid: round(seen[rid] - left[rid], 4)
+                for rid in left
+                if seen[rid] - left[rid] - watch.within(left[rid], seen[rid]) >= FREED_WITHIN
+            }
+            assert late == {}, f"stalls of the process: {watch.stalls}"
         await closed_for_good()
         assert client_sockets(server.port) == 0
     KEPT.clear()
