@@ -91,6 +91,21 @@ def test_echoed_api_key_is_redacted() -> None:
     assert "***" in str(error)
 
 
+def test_a_key_too_short_to_be_a_secret_is_not_blanked_out_of_the_message() -> None:
+    # "EMPTY" or "x" as the key of a local server: replacing it would garble the message.
+    body = json.dumps({"error": {"message": "model xyz not found"}}).encode()
+    error = status_error(404, _headers(), body, method="POST", url=URL, secret="x")
+    assert str(error) == f"POST {URL} returned 404: model xyz not found"
+
+
+def test_a_fastapi_detail_is_the_message_and_litellm_call_ids_are_request_ids() -> None:
+    body = json.dumps({"detail": "Not Found"}).encode()
+    error = status_error(404, _headers(x_litellm_call_id="call-7"), body, method="POST", url=URL)
+    assert str(error) == f"POST {URL} returned 404: Not Found (request id call-7)"
+    assert isinstance(error, surge.NotFoundError)
+    assert error.request_id == "call-7"
+
+
 def _completion(**overrides: object) -> bytes:
     body: dict[str, object] = {
         "id": "c1",
