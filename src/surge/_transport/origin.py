@@ -46,6 +46,7 @@ class Origin:
     """The pool's state for one origin; every method but `wait` and `open` is sync."""
 
     __slots__ = (
+        "_fds_error",
         "_timer",
         "active",
         "backend",
@@ -99,6 +100,7 @@ class Origin:
         self.in_use = 0
         self.h2_cap = _DEFAULT_STREAMS
         self._timer: Timer | None = None
+        self._fds_error: BaseException | None = None  # EMFILE, to warn of once settled
         self.closed = False
 
     def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
@@ -246,6 +248,13 @@ class Origin:
             origin has connections open: the origin's limit is lowered to those, and the
             request should wait for one of them (`wait`).
         """
+        try:
+            return await self._open(time_limit)
+        finally:
+            if self._fds_error is not None and self.opening == 0:
+                self._warn_out_of_files(self._fds_error)
+
+    async def _open(self, time_limit: float | None) -> Conn | None:
         now = self.now
         started = now()
         try:
@@ -323,8 +332,18 @@ class Origin:
         self._open_for_waiters()
 
     def _out_of_files(self, exc: BaseException) -> None:
-        """Lower this origin's limit to the connections it has; warn once per pool."""
+        """Lower this origin's limit to the connections it has, or still opens.
+
+        The warning waits until no connect is in flight: connects begun together fail
+        one after another, each lowering the limit, and only then is it what is open.
+        """
         self.max_conn = max(1, self.active)
+        if not self.pool._warned_fds:
+            self._fds_error = exc
+
+    def _warn_out_of_files(self, exc: BaseException) -> None:
+        """Warn once per pool, naming the limit the origin settled at."""
+        self._fds_error = None
         pool = self.pool
         if not pool._warned_fds:
             pool._warned_fds = True
