@@ -147,6 +147,22 @@ async def test_idle_connections_expire_each_on_its_own_clock(server: RawServer) 
 
 
 @pytest.mark.anyio
+async def test_the_connection_idle_the_shortest_time_is_reused_first(server: RawServer) -> None:
+    # Last in, first out: after a burst, the connections left idle longest expire.
+    http, pool = client()
+    async with http:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(http.get, server.url)
+            tg.start_soon(http.get, server.url + "/?latency=0.2")
+        (origin,) = pool._origins.values()
+        older, newer = origin.idle
+        for _ in range(3):
+            assert (await http.get(server.url)).status_code == 200
+            assert list(origin.idle) == [older, newer]  # newer taken and put back
+        assert server.connections_opened == 2
+
+
+@pytest.mark.anyio
 async def test_expired_idle_connection_is_never_handed_out(server: RawServer) -> None:
     http, _ = client(keepalive_expiry=0.0)
     async with http:

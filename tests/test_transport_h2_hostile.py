@@ -394,6 +394,26 @@ async def test_failed_http2_connect_fails_its_waiters_at_once(anyio_backend: str
         assert srv.connections_opened == 1  # one connect, not one after another
 
 
+async def test_a_burst_opens_one_http2_connection_per_100_waiting(anyio_backend: str) -> None:
+    # Before the first connection says how many streams it allows, the pool counts on 100:
+    # 150 requests at once open two connections together, not one after the other.
+    async with serving(ScriptedH2Server(hold_preface=True, max_streams=100)) as srv:
+        http, pool = pool_client(http2=True)
+        codes: list[int] = []
+
+        async def call() -> None:
+            codes.append((await http.get(srv.url)).status_code)
+
+        async with http, anyio.create_task_group() as tg:
+            for _ in range(150):
+                tg.start_soon(call)
+            await wait_for_stats(pool, lambda s: s.waiting == 148, "148 waiting, 2 opening")
+            await srv.wait_for(lambda s: s.connections_opened == 2)
+            srv.release_preface()
+        assert codes == [200] * 150
+        assert pool.stats().connections_opened == 2
+
+
 async def test_pool_timeout_while_connecting_says_so(anyio_backend: str) -> None:
     from _servers import SilentServer
 
