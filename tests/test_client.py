@@ -238,6 +238,8 @@ async def test_pool_timeout_says_which_limit_to_raise() -> None:
         await server.wait_for(lambda s: s.in_flight == 1)
         with pytest.raises(surge.PoolTimeout) as info:
             await client.chat("waits")
+        with anyio.fail_after(5), pytest.raises(surge.PoolTimeout):  # a call's timeout=
+            await client.chat("waits", timeout=30)  # is its read timeout, pool= still holds
         tg.cancel_scope.cancel()
     assert "max_connections" in str(info.value)
     assert isinstance(info.value, TimeoutError)
