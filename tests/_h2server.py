@@ -29,12 +29,15 @@ Args:
     initial_window: SETTINGS_INITIAL_WINDOW_SIZE announced (the client's upload window).
     connection_window: Extra bytes the server's connection window is opened by at once.
     hold_preface: Send the server's preface (SETTINGS) only after `release_preface()`.
+    refuse_first: Reset the first connection as the client's preface arrives.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import struct
 import time
 import traceback
 from typing import Any
@@ -86,6 +89,7 @@ class ScriptedH2Server(_Base):
         initial_window: int = 65535,
         connection_window: int = 0,
         hold_preface: bool = False,
+        refuse_first: bool = False,
     ) -> None:
         super().__init__()
         self.ssl_context = ssl_context
@@ -94,6 +98,7 @@ class ScriptedH2Server(_Base):
         self.connection_window = connection_window
         self.settings_acked = 0
         self.hold_preface = hold_preface
+        self.refuse_first = refuse_first
         self._preface: asyncio.Event | None = None
         self._index = 0
         self._may_read: asyncio.Event | None = None
@@ -219,6 +224,14 @@ class ScriptedH2Server(_Base):
         self._index += 1
         self._conns.append(conn)
         self._changed(connections_opened=1)
+        if self.refuse_first and conn.index == 0:
+            # Once the client's preface arrives, reset the connection (SO_LINGER 0: RST,
+            # ECONNRESET on the client), before any preface of ours: its connect fails.
+            await reader.read(24)
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return
         assert self._preface is not None
         await self._preface.wait()
         h2conn.initiate_connection()

@@ -414,6 +414,31 @@ async def test_a_burst_opens_one_http2_connection_per_100_waiting(anyio_backend:
         assert pool.stats().connections_opened == 2
 
 
+async def test_a_failed_connect_fails_only_the_requests_it_would_have_served(
+    anyio_backend: str,
+) -> None:
+    # 150 at once: two connects, each for up to 100 streams. The first is refused: it and
+    # the 100 queued first behind it fail; the other 48 wait for the second connect.
+    srv_ = ScriptedH2Server(hold_preface=True, max_streams=100, refuse_first=True)
+    async with serving(srv_) as srv:
+        http, pool = pool_client(http2=True)
+        outcomes: list[str] = []
+
+        async def call() -> None:
+            try:
+                outcomes.append(str((await http.get(srv.url)).status_code))
+            except httpx.ConnectError:
+                outcomes.append("ConnectError")
+
+        async with http, anyio.create_task_group() as tg:
+            for _ in range(150):
+                tg.start_soon(call)
+            await wait_for_stats(pool, lambda s: s.waiting == 48, "48 left waiting")
+            srv.release_preface()
+        assert sorted(outcomes) == sorted(["ConnectError"] * 101 + ["200"] * 49)
+        assert srv.connections_opened == 2  # no third connect for the 48
+
+
 async def test_pool_timeout_while_connecting_says_so(anyio_backend: str) -> None:
     from _servers import SilentServer
 

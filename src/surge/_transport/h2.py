@@ -141,8 +141,11 @@ class H2Connection(BodyUpload):
             pending = conn.data_to_send()
             if pending:
                 await self.stream.send(pending, time_limit)
-        except httpx.ReadTimeout:
+        except (httpx.ReadTimeout, httpx.WriteTimeout):
             raise httpx.ConnectTimeout(f"{self.url} sent no HTTP/2 SETTINGS in time") from None
+        except (httpx.ReadError, httpx.WriteError) as exc:
+            # Still connecting: nothing was sent, so the request is safe to send again.
+            raise httpx.ConnectError(f"{self.url} dropped the HTTP/2 preface: {exc}") from None
         except h2.exceptions.ProtocolError as exc:
             raise httpx.RemoteProtocolError(f"HTTP/2 preface from {self.url}: {exc}") from None
         self._set_capacity()
