@@ -129,11 +129,13 @@ def test_four_workers_share_max_concurrency_50(redis_server: RedisServer) -> Non
     assert stats.peak_in_flight == 50
     assert stats.served == 404  # and the 4 warm-up calls
     # Fairness: once the first 50 free places are gone, all four wait and the places go
-    # round the workers. Of the next 200 served, each worker has at least half its share.
+    # round the workers, places freed together split evenly. Of the next 200 served, each
+    # worker has at least 70% of its share (42-59 each seen; 16-31 for the least before the
+    # even split, when whoever asked first took most of a wave).
     contended = sorted(arrivals.seen)[50:250]
     shares = Counter(message.split("-")[0] for _, message in contended)
     assert sorted(shares) == ["w0", "w1", "w2", "w3"]
-    assert min(shares.values()) >= 25, shares
+    assert min(shares.values()) >= 35, shares
     # Every process gave its places back: nothing left in Redis's pool.
     assert redis_client(redis_server).hlen("surge:{conc50}:c:50:n") == 0
 

@@ -51,9 +51,16 @@ end
 local used = 0
 for _, v in ipairs(redis.call('HVALS', KEYS[1])) do used = used + tonumber(v) end
 -- Each process queued ahead of this one keeps one free place for itself.
+local queued = redis.call('ZCARD', KEYS[3])
 local ahead = redis.call('ZRANK', KEYS[3], pid)
-if not ahead then ahead = redis.call('ZCARD', KEYS[3]) end
+local others = queued
+if ahead then others = queued - 1 else ahead = queued end
 local granted = math.max(0, math.min(want, limit - used - ahead))
+-- While others wait, one grant takes at most an even share of what is free: places
+-- freed together (a wave of answers) are split, not taken by whoever asks first.
+if others > 0 then
+  granted = math.min(granted, math.max(1, math.floor((limit - used) / (others + 1))))
+end
 if granted > 0 then
   redis.call('HINCRBY', KEYS[1], pid, granted)
   redis.call('ZADD', KEYS[2], now + lease, pid)
