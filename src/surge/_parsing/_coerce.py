@@ -24,7 +24,7 @@ import re
 from typing import Any
 
 from surge._parsing._depth import DEFAULT_MAX_DEPTH
-from surge._parsing._keys import NO_PLAN, TagPlan, find_keys, lookup
+from surge._parsing._keys import find_keys, lookup
 from surge._parsing._match import bool_from_text, match_choice, number_from_text
 from surge._parsing._nodes import Node, repairs, to_plain
 from surge._parsing._prefix import ABSENT, plain_so_far, unfinished
@@ -83,7 +83,6 @@ class Coercer:
         # (id of an enum/const schema, text) -> match_choice's answer, or its ValueError:
         # a pure function of the two, asked again for every object of a tagged union.
         self._choices: dict[tuple[int, str], tuple[int, int] | ValueError] = {}
-        self._tag_plans: dict[int, TagPlan | None] = {}  # id of union schema -> its plan
 
     def coerce(self, node: Node, s: Schema, path: str = "$") -> tuple[Any, int]:
         """Fit `node` to `s`; return `(value, penalty)` or raise `Mismatch`."""
@@ -432,9 +431,7 @@ class Coercer:
         of their other fields is coerced. When it names none of them, or does not write
         the field, every member is tried.
         """
-        plan = self._tag_plans.get(id(s), NO_PLAN)
-        if plan is NO_PLAN:
-            plan = self._tag_plans[id(s)] = TagPlan.of(s)
+        plan = s.tag_plan()
         if plan is None:
             return s.branches
         name = plan.name

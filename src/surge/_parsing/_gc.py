@@ -27,13 +27,9 @@ PAUSE_FROM = 64 * 1024  # characters: below this, a parse leaves the collector a
 
 
 @contextmanager
-def collector_paused(size: int) -> Iterator[None]:
-    """Pause the cyclic garbage collector for the block when `size` >= `PAUSE_FROM`.
-
-    Args:
-        size: The length of the text about to be parsed.
-    """
-    if size < PAUSE_FROM or not gc.isenabled():
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for the block (for a text of `PAUSE_FROM` or more)."""
+    if not gc.isenabled():
         yield
         return
     gc.disable()

@@ -3,18 +3,17 @@
 A property is found under one of its keys written exactly (aliases first, then the name),
 else under a key written another way (`"Full-Name"` for `full_name`: case, `_` and
 punctuation aside), which costs a small penalty. The first of duplicate keys wins.
-A union told apart by a tag looks its tag up exactly (`TagPlan`, `lookup`).
+A union told apart by a tag looks its tag up exactly (`lookup`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from surge._parsing._nodes import Node
-from surge._parsing._schema import Prop, Schema
+from surge._parsing._schema import Schema
 
-__all__ = ["NO_PLAN", "TagPlan", "find_keys", "lookup", "norm_key"]
+__all__ = ["find_keys", "lookup", "norm_key"]
 
 _WORDS = re.compile(r"[\W_]+")
 
@@ -53,39 +52,6 @@ def find_keys(node: Node, s: Schema) -> list[tuple[str, Node, int] | None]:
                     break
         found.append(hit)
     return found
-
-
-class TagPlan:
-    """What `Coercer._tagged` needs of a union told apart by a tag, worked out once.
-
-    Attributes:
-        name: The tag's property name.
-        keys: The keys the tag is looked up under, when every member's are the same
-            (then it is looked up once per object); None when they differ.
-        members: For each branch, `(branch, its Prop for the tag or None, its values)`.
-        every_value: The values of every member's tag.
-    """
-
-    __slots__ = ("every_value", "keys", "members", "name")
-
-    def __init__(self, name: str, branches: list[Schema], props: list[Prop | None]) -> None:
-        self.name = name
-        self.members = [
-            (branch, prop, prop.schema.non_null().values if prop is not None else [])
-            for branch, prop in zip(branches, props, strict=True)
-        ]
-        self.every_value = [v for _, prop, values in self.members if prop for v in values]
-        keys = [prop.keys for prop in props if prop is not None]
-        self.keys = keys[0] if keys and all(k == keys[0] for k in keys) else None
-
-    @classmethod
-    def of(cls, s: Schema) -> TagPlan | None:
-        """The plan of union `s`, or None when its members have no tag."""
-        tag = s.tag()
-        return None if tag is None else cls(tag[0], s.branches, tag[1])
-
-
-NO_PLAN: Any = object()  # no plan worked out yet for a union
 
 
 def lookup(node: Node, keys: list[str]) -> Node | None:

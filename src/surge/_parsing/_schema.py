@@ -15,7 +15,7 @@ from typing import Any
 from surge._errors import ConfigError
 from surge._parsing._refs import lookup_ref
 
-__all__ = ["Prop", "Schema", "compile_schema"]
+__all__ = ["Prop", "Schema", "TagPlan", "compile_schema"]
 
 _NO_DEFAULT: Any = object()
 
@@ -62,6 +62,7 @@ class Schema:
     """
 
     __slots__ = (
+        "_plan",
         "_tag",
         "aliases",
         "branches",
@@ -83,6 +84,7 @@ class Schema:
         self.values: list[Any] = []
         self.aliases: list[list[str]] = []
         self._tag: tuple[str, list[Prop | None]] | bool | None = False  # not computed yet
+        self._plan: TagPlan | bool | None = False  # not computed yet
 
     def __repr__(self) -> str:
         return f"Schema({self.kind}, {self.describe()})"
@@ -114,6 +116,16 @@ class Schema:
         if self._tag is False:
             self._tag = _find_tag(self)
         return self._tag  # type: ignore[return-value]
+
+    def tag_plan(self) -> TagPlan | None:
+        """`tag()` laid out for the coercer (see `TagPlan`); None when there is no tag.
+
+        Computed once, on first use.
+        """
+        if self._plan is False:
+            tag = self.tag()
+            self._plan = None if tag is None else TagPlan(tag[0], self.branches, tag[1])
+        return self._plan  # type: ignore[return-value]
 
     def describe(self) -> str:
         """A short human name for error messages (`integer`, `Foo`, `list of Bar`)."""
@@ -311,3 +323,27 @@ class _Compiler:
             [alias] if isinstance(alias, str) else [a for a in (alias or []) if isinstance(a, str)]
         )
         return [*keys, name] if name not in keys else keys
+
+
+class TagPlan:
+    """What the coercer needs of a union told apart by a tag (`Schema.tag_plan`).
+
+    Attributes:
+        name: The tag's property name.
+        keys: The keys the tag is looked up under, when every member's are the same
+            (then it is looked up once per object); None when they differ.
+        members: For each branch, `(branch, its Prop for the tag or None, its values)`.
+        every_value: The values of every member's tag.
+    """
+
+    __slots__ = ("every_value", "keys", "members", "name")
+
+    def __init__(self, name: str, branches: list[Schema], props: list[Prop | None]) -> None:
+        self.name = name
+        self.members = [
+            (branch, prop, prop.schema.non_null().values if prop is not None else [])
+            for branch, prop in zip(branches, props, strict=True)
+        ]
+        self.every_value = [v for _, prop, values in self.members if prop for v in values]
+        keys = [prop.keys for prop in props if prop is not None]
+        self.keys = keys[0] if keys and all(k == keys[0] for k in keys) else None

@@ -201,7 +201,7 @@ def parse(
     if max_depth != DEFAULT_MAX_DEPTH:
         check_max_depth(max_depth)
     if type(text) is str and len(text) >= PAUSE_FROM:
-        with collector_paused(len(text)):  # else its full collections grow with the text
+        with collector_paused():  # else its full collections grow with the text
             return _parse_text(text, target, partial, max_depth)
     return _parse_text(text, target, partial, max_depth)
 
