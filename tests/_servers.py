@@ -388,12 +388,16 @@ class RawH2Server(_Base):
 
     Answers every request at once with a small JSON body. `close_connections()` sends
     GOAWAY on every open connection and closes it, as a server dropping idle
-    connections does; `connections_closed` counts them.
+    connections does; `connections_closed` counts them. What the client said of its own
+    accord is kept: `client_resets` ((stream id, error code) of each RST_STREAM) and
+    `client_goaways` (the error code of each GOAWAY).
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._conns: dict[asyncio.StreamWriter, Any] = {}
+        self.client_resets: list[tuple[int, int]] = []
+        self.client_goaways: list[int] = []
 
     def close_connections(self) -> None:
         self.loop.call_soon_threadsafe(self._close_all)
@@ -442,6 +446,13 @@ class RawH2Server(_Base):
                     if isinstance(event, h2.events.StreamEnded):
                         self._changed(requests=1)
                         self._on_request(conn, writer, event.stream_id)
+                    elif isinstance(event, h2.events.StreamReset):
+                        self.client_resets.append((event.stream_id, int(event.error_code or 0)))
+                        self._changed()
+                    elif isinstance(event, h2.events.ConnectionTerminated):
+                        self.client_goaways.append(int(event.error_code or 0))
+                        self._changed()
+                        return
                 writer.write(conn.data_to_send())
                 if writer.transport.is_closing():
                     return

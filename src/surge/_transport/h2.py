@@ -1,8 +1,8 @@
 """One HTTP/2 connection of the pool: many concurrent requests as streams.
 
-Built on the `h2` state machine over a `surge._transport.backend.Stream`, on asyncio and trio alike,
-with no background task: a request that needs the next event of its stream reads the
-socket itself if no other request is reading, and hands every event it reads to the
+Built on the sans-I/O `H2Protocol` (`h2_protocol.py`) over a `backend.Stream`, on asyncio
+and trio alike, with no background task: a request that needs the next event of its stream
+reads the socket itself if no other request is reading, and hands every event it reads to the
 stream it belongs to; requests whose event has not arrived yet park until it does, and one
 of them takes over reading when the reader leaves. Writes are serialized by a lock.
 
@@ -20,20 +20,26 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
-import h2.exceptions
-import h2.settings
 import httpx
 
 from surge._timings import TIMINGS_EXTENSION, Timings
 from surge._transport.backend import Stream, Timer
 from surge._transport.h1 import STALE_RACE_SECONDS, RetryableError
-from surge._transport.h2_body import H2Body
+from surge._transport.h2_body import H2Body, reset_error
+from surge._transport.h2_events import (
+    Data,
+    Ended,
+    GoAway,
+    H2ProtocolError,
+    NoStreamIds,
+    Reset,
+    Response,
+    SettingsChanged,
+    WindowOpened,
+)
+from surge._transport.h2_frames import ErrorCode
+from surge._transport.h2_protocol import H2Protocol
 from surge._transport.h2_request import BodyUpload, request_headers
-from surge._transport.h2_state import CountingConnection, GoawayStateMachine
 
 __all__ = ["H2Connection"]
 
@@ -41,12 +47,7 @@ _HTTP2 = b"HTTP/2"
 _MAX_CAPACITY = 1000
 _WINDOW = 16 * 1024 * 1024
 _BACKGROUND_WRITE_LIMIT = 10.0  # seconds for a reset flushed in the background
-_STREAM_EVENTS = (
-    h2.events.ResponseReceived,
-    h2.events.DataReceived,
-    h2.events.StreamEnded,
-    h2.events.StreamReset,
-)
+_STREAM_EVENTS = (Response, Data, Ended, Reset)
 
 
 class _Owner(Protocol):
@@ -83,16 +84,7 @@ class H2Connection(BodyUpload):
         self.idle_since = 0.0
         self.connect_time = 0.0
         self.served = 0
-        # Outbound headers are built clean by request_headers(), so h2's own (costly, per
-        # request) checks and normalisation of them are off; inbound ones stay on.
-        config = h2.config.H2Configuration(
-            client_side=True,
-            header_encoding=None,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-        )
-        self._h2 = CountingConnection(config)
-        self._h2.state_machine = GoawayStateMachine()
+        self._h2 = H2Protocol(_WINDOW)
         self._events: dict[int, deque[Any]] = {}
         self._parked: dict[int, anyio.Event] = {}
         self._reading = False
@@ -116,16 +108,7 @@ class H2Connection(BodyUpload):
     async def start(self, time_limit: float | None) -> None:
         """Send the preface and wait for the server's SETTINGS (within `time_limit`)."""
         conn = self._h2
-        conn.local_settings = h2.settings.Settings(
-            client=True,
-            initial_values={
-                h2.settings.SettingCodes.ENABLE_PUSH: 0,
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _WINDOW,
-            },
-        )
-        conn.initiate_connection()
-        conn.increment_flow_control_window(_WINDOW)
+        conn.preface()
         try:
             await self.stream.send(conn.data_to_send(), time_limit)
             settings = False
@@ -133,10 +116,10 @@ class H2Connection(BodyUpload):
                 data = await self.stream.receive(time_limit)
                 if not data:
                     raise httpx.ConnectError(f"{self.url} closed the HTTP/2 connection at once")
-                for event in conn.receive_data(data):
-                    if isinstance(event, h2.events.RemoteSettingsChanged):
+                for event in conn.receive(data):
+                    if isinstance(event, SettingsChanged):
                         settings = True
-                    elif isinstance(event, h2.events.ConnectionTerminated):
+                    elif isinstance(event, GoAway):
                         raise httpx.ConnectError(f"{self.url} refused HTTP/2 (GOAWAY)")
             pending = conn.data_to_send()
             if pending:
@@ -146,12 +129,12 @@ class H2Connection(BodyUpload):
         except (httpx.ReadError, httpx.WriteError) as exc:
             # Still connecting: nothing was sent, so the request is safe to send again.
             raise httpx.ConnectError(f"{self.url} dropped the HTTP/2 preface: {exc}") from None
-        except h2.exceptions.ProtocolError as exc:
+        except H2ProtocolError as exc:
             raise httpx.RemoteProtocolError(f"HTTP/2 preface from {self.url}: {exc}") from None
         self._set_capacity()
 
     def _set_capacity(self) -> None:
-        self.capacity = max(1, min(self._h2.remote_settings.max_concurrent_streams, _MAX_CAPACITY))
+        self.capacity = max(1, min(self._h2.max_concurrent_streams, _MAX_CAPACITY))
 
     def close(self) -> None:
         """Close the socket at once; open streams fail."""
@@ -222,32 +205,33 @@ class H2Connection(BodyUpload):
             self._lost(httpx.RemoteProtocolError(f"{self.url} closed the HTTP/2 connection"))
             return
         try:
-            events = self._h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            self._lost(httpx.RemoteProtocolError(f"HTTP/2 protocol error: {exc}"))
+            events = self._h2.receive(data)
+        except H2ProtocolError as exc:
+            self._lost(httpx.RemoteProtocolError(f"{self.url} broke HTTP/2: {exc}"))
+            if not self._write_lock.locked():  # the GOAWAY saying why, if it can go
+                with contextlib.suppress(httpx.TransportError):
+                    await self._flush(None)
             return
         for event in events:
             if isinstance(event, _STREAM_EVENTS):
-                queue = self._events.get(event.stream_id)
+                queue = self._events.get(event.sid)
                 if queue is not None:
                     queue.append(event)
-                    parked = self._parked.pop(event.stream_id, None)
+                    parked = self._parked.pop(event.sid, None)
                     if parked is not None:
                         parked.set()
-                elif isinstance(event, h2.events.DataReceived) and event.flow_controlled_length:
+                elif isinstance(event, Data) and event.flow:
                     # Nobody will read it: give its bytes back to the connection window.
-                    self._h2.acknowledge_received_data(
-                        event.flow_controlled_length, event.stream_id
-                    )
-            elif isinstance(event, h2.events.WindowUpdated):
+                    self._h2.acknowledge(event.sid, event.flow)
+            elif isinstance(event, WindowOpened):
                 if self._window_waiting:
-                    self._wake_window_waiters(event.stream_id)
-            elif isinstance(event, h2.events.RemoteSettingsChanged):
+                    self._wake_window_waiters(event.sid)
+            elif isinstance(event, SettingsChanged):
                 self._set_capacity()
                 self.owner.capacity_changed(self)
                 if self._window_waiting:
                     self._wake_window_waiters(0)
-            elif isinstance(event, h2.events.ConnectionTerminated):
+            elif isinstance(event, GoAway):
                 self._last_stream_id = event.last_stream_id
                 if self.usable:
                     self.owner.connection_unusable(self)
@@ -334,29 +318,18 @@ class H2Connection(BodyUpload):
         if queue is None:
             return
         conn = self._h2
-        conn.opened.discard(sid)
-        if not self._closed:
-            unread = sum(
-                e.flow_controlled_length or 0
-                for e in queue
-                if isinstance(e, h2.events.DataReceived)
-            )
-            with contextlib.suppress(h2.exceptions.H2Error):
-                if unread:
-                    conn.acknowledge_received_data(unread, sid)
-                if not reset:
-                    # An early answer (RFC 9113 8.1) ends the stream before our upload
-                    # did: close our half too.
-                    stream = conn.streams.get(sid)
-                    reset = stream is not None and not stream.closed
-                if reset:
-                    conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+        if self._closed:
+            conn.forget(sid)
+        else:
+            unread = sum(e.flow for e in queue if isinstance(e, Data))
+            # An early answer (RFC 9113 8.1) ends the stream before our upload did: close
+            # our half too.
+            reset = reset or conn.local_open(sid)
+            if reset:
+                conn.reset_stream(sid, ErrorCode.CANCEL)
+            conn.forget(sid, unread)
             if reset or unread:
                 self._flush_soon()
-        stream = conn.streams.get(sid)
-        if stream is not None and stream.closed:
-            del conn.streams[sid]  # as h2's own (O(n)) stream count would
-            conn._closed_streams[sid] = stream.closed_by
         self.owner.release_stream(self)
 
     def _flush_soon(self) -> None:
@@ -404,21 +377,21 @@ class H2Connection(BodyUpload):
                 raise httpx.RemoteProtocolError(f"{self.url} closed the HTTP/2 connection")
             if self._last_stream_id is not None:  # GOAWAY came after this stream's slot
                 raise RetryableError(httpx.RemoteProtocolError(f"{self.url} sent GOAWAY"))
-            sid = conn.get_next_available_stream_id()
-            self._events[sid] = deque()
             try:
                 body: bytes | None = request.content
             except httpx.RequestNotRead:
                 body = None
             self._write_time_limit = write_timeout
-            conn.send_headers(sid, request_headers(request), end_stream=body == b"")
-            conn.opened.add(sid)
+            head = request.method == "HEAD"
+            sid = conn.open_stream(request_headers(request), end_stream=body == b"", head=head)
+            self._events[sid] = deque()
             if body is None:
                 async for chunk in request.stream:  # type: ignore[union-attr]
                     if not await self._send_data(sid, chunk, write_timeout):
                         break  # the server answered or ended the stream already
                 else:
-                    conn.end_stream(sid)
+                    if conn.local_open(sid):  # the server may have reset it meanwhile
+                        conn.send_data(sid, b"", end_stream=True)
                 await self._flush(write_timeout)
             else:
                 if body:
@@ -429,16 +402,14 @@ class H2Connection(BodyUpload):
             sent = self.owner.now()
             while True:
                 event = await self.next_event(sid, read_timeout)
-                if isinstance(event, h2.events.ResponseReceived):
+                if isinstance(event, Response):
                     break
-                if isinstance(event, h2.events.StreamReset):
-                    if event.error_code == h2.errors.ErrorCodes.REFUSED_STREAM:
+                if isinstance(event, Reset):
+                    if event.code == ErrorCode.REFUSED_STREAM and event.reason is None:
                         raise RetryableError(
                             httpx.RemoteProtocolError(f"{self.url} refused the stream")
                         )
-                    raise httpx.RemoteProtocolError(
-                        f"{self.url} reset the stream (error code {event.error_code})"
-                    )
+                    raise reset_error(self.url, event)
             answered = True
             self._answered += 1
             timings.ttfb = self.owner.now() - sent
@@ -447,8 +418,8 @@ class H2Connection(BodyUpload):
                 self.end_stream(sid, reset=True)
             else:
                 self.owner.release_stream(self)
-            if isinstance(exc, h2.exceptions.H2Error):
-                if isinstance(exc, h2.exceptions.NoAvailableStreamIDError) and self.usable:
+            if isinstance(exc, NoStreamIds):
+                if self.usable:
                     self.owner.connection_unusable(self)
                 raise RetryableError(httpx.RemoteProtocolError(f"HTTP/2: {exc}")) from None
             if isinstance(exc, RetryableError):
@@ -474,17 +445,10 @@ class H2Connection(BodyUpload):
             ):
                 raise RetryableError(exc) from exc
             raise
-        status = 0
-        headers: list[tuple[bytes, bytes]] = []
-        for name, value in event.headers:
-            if name == b":status":
-                status = int(value)
-            elif not name.startswith(b":"):
-                headers.append((name, value))
         body_stream = H2Body(self, sid, timings, start, read_timeout)
         return httpx.Response(
-            status,
-            headers=headers,
+            event.status,
+            headers=event.headers,
             stream=body_stream,
             extensions={"http_version": _HTTP2, TIMINGS_EXTENSION: timings},
         )

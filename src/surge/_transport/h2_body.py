@@ -5,15 +5,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-import h2.events
 import httpx
 
 from surge._timings import Timings
+from surge._transport.h2_events import Data, Ended, Reset
+from surge._transport.h2_frames import ErrorCode
 
 if TYPE_CHECKING:
     from surge._transport.h2 import H2Connection
 
-__all__ = ["H2Body"]
+__all__ = ["H2Body", "reset_error"]
+
+
+def reset_error(url: str, event: Reset) -> httpx.RemoteProtocolError:
+    """Return the error for a reset stream: reset by the server, or by us for a bad answer."""
+    if event.reason is not None:
+        return httpx.RemoteProtocolError(f"{url} sent a malformed HTTP/2 response: {event.reason}")
+    return httpx.RemoteProtocolError(f"{url} reset the stream ({ErrorCode.describe(event.code)})")
 
 
 class H2Body(httpx.AsyncByteStream):
@@ -45,19 +53,17 @@ class H2Body(httpx.AsyncByteStream):
         try:
             while not self._done:
                 event = await conn.next_event(self._sid, self._read_timeout)
-                if isinstance(event, h2.events.DataReceived):
-                    if event.flow_controlled_length:
-                        conn._h2.acknowledge_received_data(event.flow_controlled_length, self._sid)
-                    if event.stream_ended is not None:
+                if isinstance(event, Data):
+                    if event.flow:
+                        conn._h2.acknowledge(self._sid, event.flow)
+                    if event.ended:
                         self._finish(False)
                     if event.data:
                         yield event.data
-                elif isinstance(event, h2.events.StreamEnded):
+                elif isinstance(event, Ended):
                     self._finish(False)
-                elif isinstance(event, h2.events.StreamReset):
-                    raise httpx.RemoteProtocolError(
-                        f"{conn.url} reset the stream (error code {event.error_code})"
-                    )
+                elif isinstance(event, Reset):
+                    raise reset_error(conn.url, event)
         except BaseException:
             self._finish(True)
             raise

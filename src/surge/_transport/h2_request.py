@@ -1,10 +1,10 @@
 """What an HTTP/2 request sends: its header block and its body, under flow control.
 
 `request_headers` builds the header block clean (lower-case names, no connection-specific
-fields, credentials marked never-indexed), so that h2 need not check and normalise it again
-for every request. `BodyUpload` is the upload half of `H2Connection`, mixed into it: it
-sends a body as the stream's and the connection's windows allow, and waits for a window
-on an event, reading the socket for everyone meanwhile if nobody else is.
+fields, credentials marked never-indexed) and encodes it (`h2_frames.encode_field`).
+`BodyUpload` is the upload half of `H2Connection`, mixed into it: it sends a body as the
+stream's and the connection's windows allow, and waits for a window on an event, reading
+the socket for everyone meanwhile if nobody else is.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
-import h2.exceptions
-import hpack
 import httpx
 
-from surge._transport.h2_state import CountingConnection
+from surge._transport.h2_events import StreamClosed
+from surge._transport.h2_headers import encode_field
+from surge._transport.h2_protocol import H2Protocol
 
 __all__ = ["BodyUpload", "request_headers"]
 
@@ -31,19 +31,19 @@ _NEVER_INDEXED = frozenset({b"authorization", b"proxy-authorization"})
 _SHORT_COOKIE = 20
 
 
-def request_headers(request: httpx.Request) -> list[tuple[bytes, bytes]]:
-    """Return the HTTP/2 header block of `request`: pseudo-headers first, names lower-case.
+def request_headers(request: httpx.Request) -> bytes:
+    """Return the encoded HTTP/2 header block of `request`: pseudo-headers first.
 
-    Connection-specific fields (RFC 9113 8.2.2) are dropped, and `te` unless it is
-    `trailers`; credentials and short cookies are marked never-indexed.
+    Names are lower-case; connection-specific fields (RFC 9113 8.2.2) are dropped, and `te`
+    unless it is `trailers`; credentials and short cookies are marked never-indexed.
     """
     url = request.url
     authority = request.headers.get("host") or url.netloc.decode("ascii")
-    headers: list[tuple[bytes, bytes]] = [
-        (b":method", request.method.encode("ascii")),
-        (b":authority", authority.encode("ascii")),
-        (b":scheme", url.raw_scheme),
-        (b":path", url.raw_path),
+    parts = [
+        encode_field(b":method", request.method.encode("ascii")),
+        encode_field(b":authority", authority.encode("ascii")),
+        encode_field(b":scheme", url.raw_scheme),
+        encode_field(b":path", url.raw_path),
     ]
     for name, value in request.headers.raw:
         lower = name.lower()
@@ -54,18 +54,16 @@ def request_headers(request: httpx.Request) -> list[tuple[bytes, bytes]]:
             or (lower == b"te" and value.lower() != b"trailers")
         ):
             continue
-        if lower in _NEVER_INDEXED or (lower == b"cookie" and len(value) < _SHORT_COOKIE):
-            headers.append(hpack.NeverIndexedHeaderTuple(lower, value))
-        else:
-            headers.append((lower, value))
-    return headers
+        never = lower in _NEVER_INDEXED or (lower == b"cookie" and len(value) < _SHORT_COOKIE)
+        parts.append(encode_field(lower, value, never))
+    return b"".join(parts)
 
 
 class BodyUpload:
     """The upload half of `H2Connection`, whose state it shares (declared here for types)."""
 
     url: str
-    _h2: CountingConnection
+    _h2: H2Protocol
     _events: dict[int, deque[Any]]
     _parked: dict[int, anyio.Event]
     _window_waiting: set[int]
@@ -112,21 +110,21 @@ class BodyUpload:
         deadline = None if time_limit is None else self.now() + time_limit
         try:
             while view:
-                window = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+                window = conn.send_window(sid)
                 if window <= 0:
                     await self._flush(time_limit)
                     if not await self._wait_for_window(sid, deadline):
                         return False
                     continue
                 last = len(view) <= window
-                conn.send_data(sid, bytes(view[:window]), end_stream=end and last)
+                conn.send_data(sid, bytes(view[:window]), end and last)
                 view = view[window:]
                 if last and end:
                     return True  # the caller flushes: one write for a small request
                 await self._flush(time_limit)
                 if not self._atomic_writes:  # the shielded write did not see a cancel
                     await anyio.lowlevel.checkpoint_if_cancelled()
-        except h2.exceptions.StreamClosedError:
+        except StreamClosed:
             return False  # reset by the server: its RST_STREAM is queued for the reader
         return True
 
@@ -140,7 +138,9 @@ class BodyUpload:
         queue = self._events[sid]
         conn = self._h2
         try:
-            while conn.local_flow_control_window(sid) <= 0:
+            while conn.send_window(sid) <= 0:
+                if not conn.local_open(sid):
+                    return False
                 if queue:
                     return False
                 if self._error is not None:
@@ -170,8 +170,6 @@ class BodyUpload:
                         await self._park(sid, left)  # on timeout, the deadline check raises
                     finally:
                         self._window_waiting.discard(sid)
-        except h2.exceptions.StreamClosedError:
-            return False
         finally:
             if not self._reading and self._parked:
                 self._hand_off()
