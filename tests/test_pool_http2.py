@@ -187,6 +187,20 @@ async def test_large_upload_respects_flow_control(h2c: H2Server) -> None:
 
 
 @pytest.mark.anyio
+async def test_streamed_upload_ends_its_stream(h2c: H2Server) -> None:
+    # The server answers once the request's stream ends: END_STREAM must follow the chunks.
+    http, _ = client()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for size in (10, 70_000, 5):
+            yield b"z" * size
+
+    async with http:
+        response = await http.post(h2c.url + "/up", content=chunks())
+    assert response.json()["echo"] == 70_015
+
+
+@pytest.mark.anyio
 async def test_read_timeout_on_one_stream_leaves_others(h2c: H2Server) -> None:
     http, pool = client()
     async with http:

@@ -197,6 +197,25 @@ def test_big_header_blocks_go_in_continuation_frames_both_ways() -> None:
     assert events[0].headers == [(b"x-big", b"w" * 40_000)]
 
 
+def test_a_header_block_of_exactly_two_frames_ends_in_the_second() -> None:
+    client, server = pair()
+    # The value's length prefix grows with it: take the first size that fills both frames.
+    sizes = range(32_000, 32_768)
+    block = next(
+        b for n in sizes if len(b := REQUEST + encode_field(b"x-fill", b"f" * n)) == 2 * 16_384
+    )
+    assert len(block) == 2 * 16_384
+    sid = client.open_stream(block, end_stream=True)
+    sent = frames(client.data_to_send())
+    assert [(k, f, len(p)) for k, f, _, p in sent] == [
+        (HEADERS, END_STREAM, 16_384),
+        (CONTINUATION, END_HEADERS, 16_384),
+    ]
+    got: list[Any] = list(server.receive_data(b"".join(frame(*f) for f in sent)))
+    assert [type(e) for e in got] == [h2.events.RequestReceived, h2.events.StreamEnded]
+    assert got[0].stream_id == sid
+
+
 def test_padding_and_priority_are_stripped() -> None:
     client, server = pair()
     sid = client.open_stream(REQUEST, end_stream=True)
@@ -285,6 +304,14 @@ def test_data_is_split_at_the_servers_frame_size() -> None:
     assert client.local_open(sid) is False
     with pytest.raises(StreamClosed, match="stream 1 is closed"):
         client.send_data(sid, b"")
+    # A body of exactly two frames ends in the second.
+    sid = client.open_stream(REQUEST, end_stream=False)
+    client.send_data(sid, b"x" * 2 * 16_384, end_stream=True)
+    sent = frames(client.data_to_send())
+    assert [(k, f, len(p)) for k, f, _, p in sent[1:]] == [
+        (DATA, 0, 16_384),
+        (DATA, END_STREAM, 16_384),
+    ]
 
 
 def test_stream_ids_run_out() -> None:
@@ -325,6 +352,17 @@ def test_window_updates_go_out_at_half_the_window() -> None:
     ]
 
 
+def test_bytes_read_after_the_stream_ended_update_only_the_connection() -> None:
+    client, server = pair()
+    sid = client.open_stream(REQUEST, end_stream=True)
+    to_server(client, server)
+    server.send_headers(sid, [(b":status", b"200")])
+    server.send_data(sid, b"x", end_stream=True)
+    to_client(client, server)
+    client.acknowledge(sid, WINDOW // 2)  # the stream is over: no WINDOW_UPDATE for it
+    assert frames(client.data_to_send()) == [(WINDOW_UPDATE, 0, 0, u32(WINDOW // 2))]
+
+
 def test_unread_bytes_of_a_forgotten_stream_go_back_to_the_connection() -> None:
     client, _ = pair()
     sid = client.open_stream(REQUEST, end_stream=True)
@@ -355,6 +393,36 @@ def test_more_data_than_the_connection_window_is_a_connection_error() -> None:
     error = violation(client, chunk)
     assert error.code == ErrorCode.FLOW_CONTROL_ERROR
     assert str(error) == "the server sent more DATA than the connection's window allowed"
+
+
+def test_more_data_than_a_streams_window_resets_the_stream() -> None:
+    client = H2Protocol(100)
+    client.preface()
+    sid = client.open_stream(REQUEST, end_stream=True)
+    block = hpack.Encoder().encode([(b":status", b"200")])
+    events = recv(client, frame(HEADERS, END_HEADERS, sid, block) + frame(DATA, 0, sid, b"x" * 101))
+    assert [(type(e), getattr(e, "reason", None)) for e in events] == [
+        (Response, None),
+        (Reset, "more DATA than the stream's window allowed"),
+    ]
+
+
+def test_headers_of_a_stream_left_still_feed_the_hpack_table() -> None:
+    # The server indexes a field in the answer to a stream the client has reset, then
+    # refers to it by index in the next answer: dropping the first block undecoded would
+    # leave the client's table behind the server's.
+    client, server = pair()
+    first = client.open_stream(REQUEST, end_stream=True)
+    second = client.open_stream(REQUEST, end_stream=True)
+    to_server(client, server)
+    client.reset_stream(first)
+    client.forget(first)
+    client.data_to_send()  # the reset has not reached the server yet
+    server.send_headers(first, [(b":status", b"200"), (b"x-trace", b"abc123")], end_stream=True)
+    server.send_headers(second, [(b":status", b"200"), (b"x-trace", b"abc123")], end_stream=True)
+    events = to_client(client, server)
+    assert [(type(e), e.sid) for e in events] == [(Response, second), (Ended, second)]
+    assert events[0].headers == [(b"x-trace", b"abc123")]
 
 
 # ---------------------------------------------------------------------- ping, goaway

@@ -116,3 +116,15 @@ async def test_a_protocol_violation_ends_the_connection_with_goaway(anyio_backen
             again = await http.get(srv.url)
             assert again.json() == {"ok": True}
             assert pool.stats().connections_opened == 2
+
+
+async def test_a_head_response_announces_a_body_it_does_not_send(anyio_backend: str) -> None:
+    def script(conn: Any, sid: int) -> bytes:
+        return headers_frame(conn, sid, [(b":status", b"200"), (b"content-length", b"12")], True)
+
+    async with serving(ScriptedFramesServer(script)) as srv:
+        http, _ = pool_client(http2=True)
+        async with http:
+            response = await http.head(srv.url)
+            assert (response.status_code, response.headers["content-length"]) == (200, "12")
+            assert response.content == b""
