@@ -10,7 +10,9 @@ N requests in flight at once against lean loopback servers in other processes
 
     .venv/bin/python benchmarks/h2_cpu.py [--n 100 1000] [--runs 5]
 
-Prints the minimum of the runs (the machine is shared) and the HTTP/2 : HTTP/1.1 ratio.
+The rows run in turn, one run of each per round; prints each row's minimum over the rounds
+(the machine is shared) and the HTTP/2 : HTTP/1.1 ratio. surge's HTTP/2 client is its own
+(`surge._transport.h2_protocol`, hpack for header blocks); `h2` is the server's (and httpx's).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import h2
+import hpack
 import httpx
 
 import surge
@@ -89,7 +92,8 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"python {sys.version.split()[0]}, surge {surge.__version__}, httpx {httpx.__version__}, "
-        f"h2 {h2.__version__}; client CPU per request, min of {args.runs} runs"
+        f"hpack {hpack.__version__}, h2 {h2.__version__} (server, httpx); client CPU per request, "
+        f"min of {args.runs} rounds"
     )
     h1, h1_port = _server("_server.py")
     h2s, h2_port = _server("_h2_server.py")
@@ -101,10 +105,12 @@ def main() -> None:
                 "httpx HTTP/1.1": functools.partial(httpx_client, h1_port, n, False),
                 "httpx HTTP/2": functools.partial(httpx_client, h2_port, n, True),
             }
-            best = {
-                name: min(asyncio.run(run()) for _ in range(args.runs))
-                for name, run in rows.items()
-            }
+            # In turn, round by round: a drift in the machine's load shifts every row alike.
+            runs: dict[str, list[float]] = {name: [] for name in rows}
+            for _ in range(args.runs):
+                for name, run in rows.items():
+                    runs[name].append(asyncio.run(run()))
+            best = {name: min(values) for name, values in runs.items()}
             print(f"n={n} in flight")
             for name, value in best.items():
                 print(f"  {name:<15} {value:7.0f} us/request")

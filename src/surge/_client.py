@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from surge._batch import BatchMethods
+from surge._batch_methods import BatchMethods
 from surge._call import CallPath
 from surge._config import PoolConfig
 from surge._endpoints import Cooldown, Endpoint, Router, Strategy

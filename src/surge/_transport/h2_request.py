@@ -25,8 +25,8 @@ __all__ = ["BodyUpload", "request_headers"]
 _SKIP_HEADERS = frozenset(
     {b"host", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
-# Fields HPACK must never add to its tables (RFC 7541 7.1.3), as h2's own normalisation does:
-# credentials always, short cookies (guessable from a table's size) too.
+# Fields marked never-indexed (RFC 7541 7.1.3), so that no intermediary adds them to its
+# tables: credentials always, short cookies (guessable from a table's size) too.
 _NEVER_INDEXED = frozenset({b"authorization", b"proxy-authorization"})
 _SHORT_COOKIE = 20
 
@@ -110,7 +110,9 @@ class BodyUpload:
         deadline = None if time_limit is None else self.now() + time_limit
         try:
             while view:
-                window = conn.send_window(sid)
+                # A frame at a time: a cancel or the server's answer is seen between frames,
+                # and a shielded write (trio) never holds more than one.
+                window = min(conn.send_window(sid), conn.max_frame_size)
                 if window <= 0:
                     await self._flush(time_limit)
                     if not await self._wait_for_window(sid, deadline):
