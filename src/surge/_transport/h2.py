@@ -14,7 +14,6 @@ stream ends (`release_stream`) and when the connection may take no new stream
 from __future__ import annotations
 
 import contextlib
-import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -23,7 +22,7 @@ import anyio
 import httpx
 
 from surge._timings import TIMINGS_EXTENSION, Timings
-from surge._transport.backend import Stream, Timer
+from surge._transport.backend import Stream, Timer, Waiter
 from surge._transport.h1 import STALE_RACE_SECONDS, RetryableError
 from surge._transport.h2_body import H2Body, reset_error
 from surge._transport.h2_events import (
@@ -56,6 +55,7 @@ class _Owner(Protocol):
     def connection_unusable(self, conn: H2Connection) -> None: ...
     def capacity_changed(self, conn: H2Connection) -> None: ...
     def spawn(self, fn: Callable[[], Awaitable[None]]) -> None: ...
+    def waiter(self) -> Waiter: ...
 
 
 class H2Connection(BodyUpload):
@@ -86,7 +86,7 @@ class H2Connection(BodyUpload):
         self.served = 0
         self._h2 = H2Protocol(_WINDOW)
         self._events: dict[int, deque[Any]] = {}
-        self._parked: dict[int, anyio.Event] = {}
+        self._parked: dict[int, Waiter] = {}
         self._reading = False
         self._error: httpx.TransportError | None = None
         self._last_stream_id: int | None = None
@@ -160,8 +160,8 @@ class H2Connection(BodyUpload):
         if self._error is None:
             self._error = error
         parked, self._parked = self._parked, {}
-        for event in parked.values():
-            event.set()
+        for waiter in parked.values():
+            waiter.wake(None)
 
     # ------------------------------------------------------------------ I/O
     async def _flush(self, time_limit: float | None) -> None:
@@ -219,7 +219,7 @@ class H2Connection(BodyUpload):
                     queue.append(event)
                     parked = self._parked.pop(event.sid, None)
                     if parked is not None:
-                        parked.set()
+                        parked.wake(None)
                 elif isinstance(event, Data) and event.flow:
                     # Nobody will read it: give its bytes back to the connection window.
                     self._h2.acknowledge(event.sid, event.flow)
@@ -236,7 +236,7 @@ class H2Connection(BodyUpload):
                 if self.usable:
                     self.owner.connection_unusable(self)
                 for sid in [sid for sid in self._parked if self._refused(sid)]:
-                    self._parked.pop(sid).set()
+                    self._parked.pop(sid).wake(None)
         if not self._write_lock.locked():
             # Never wait for the lock here: its holder may be blocked sending until the
             # server reads, and the server until we read. The holder flushes what we queue.
@@ -247,7 +247,7 @@ class H2Connection(BodyUpload):
         for waiting in list(self._window_waiting) if sid == 0 else [sid]:
             parked = self._parked.pop(waiting, None)
             if parked is not None:
-                parked.set()
+                parked.wake(None)
 
     def _lost(self, error: httpx.TransportError) -> None:
         self._fail(error)
@@ -289,15 +289,15 @@ class H2Connection(BodyUpload):
 
     async def _park(self, sid: int, time_limit: float | None) -> bool:
         """Wait until stream `sid` is woken (its event, a hand-off); False on timeout."""
-        event = anyio.Event()
-        self._parked[sid] = event
+        # The backend's waiter (a future and a deadline on asyncio): an anyio Event in a
+        # cancel scope cost more than the rest of a streamed chunk's path on this connection.
+        waiter = self.owner.waiter()
+        self._parked[sid] = waiter
         try:
-            with anyio.move_on_after(math.inf if time_limit is None else time_limit) as scope:
-                await event.wait()
+            return await waiter.wait(time_limit)
         finally:
-            if self._parked.get(sid) is event:
+            if self._parked.get(sid) is waiter:
                 del self._parked[sid]
-        return not scope.cancelled_caught
 
     def _refused(self, sid: int) -> bool:
         return self._last_stream_id is not None and sid > self._last_stream_id
@@ -305,7 +305,7 @@ class H2Connection(BodyUpload):
     def _hand_off(self) -> None:
         """Wake one parked request so that it reads for everyone."""
         sid = next(iter(self._parked))
-        self._parked.pop(sid).set()
+        self._parked.pop(sid).wake(None)
 
     def end_stream(self, sid: int, reset: bool) -> None:
         """Forget stream `sid` and give its slot back to the pool (once).

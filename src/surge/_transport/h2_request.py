@@ -16,6 +16,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 
+from surge._transport.backend import Waiter
 from surge._transport.h2_events import StreamClosed
 from surge._transport.h2_headers import encode_field
 from surge._transport.h2_protocol import H2Protocol
@@ -65,7 +66,7 @@ class BodyUpload:
     url: str
     _h2: H2Protocol
     _events: dict[int, deque[Any]]
-    _parked: dict[int, anyio.Event]
+    _parked: dict[int, Waiter]
     _window_waiting: set[int]
     _reading: bool
     _error: httpx.TransportError | None

@@ -107,6 +107,10 @@ class Origin:
         """Run `fn()` in a background task of the pool's event loop."""
         self.backend.spawn(fn)
 
+    def waiter(self) -> Waiter:
+        """Return a new waiter of the pool's event loop (for a parked HTTP/2 stream)."""
+        return self.backend.waiter()
+
     # ------------------------------------------------------------------ acquire
     def try_acquire(self) -> Conn | Open | None:
         """Take a free connection or stream, or the right to open one; None: must wait."""
