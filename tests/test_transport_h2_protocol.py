@@ -691,6 +691,20 @@ def test_an_endless_header_block_is_cut_off() -> None:
     )
 
 
+def test_a_header_list_that_decodes_past_its_limit_is_cut_off() -> None:
+    # An HPACK bomb: one 4 KB field indexed once, then named by its index 100 times, is
+    # 3.6 KB on the wire and 400 KB decoded.
+    client, _ = pair()
+    sid = client.open_stream(REQUEST, end_stream=True)
+    block = hpack.Encoder().encode([(b":status", b"200")] + [(b"x-big", b"v" * 4000)] * 100)
+    assert len(block) < 4000
+    error = violation(client, frame(HEADERS, END_HEADERS, sid, block))
+    assert error.code == ErrorCode.COMPRESSION_ERROR
+    assert str(error) == (
+        "a header block that does not decode: A header list larger than 262144 has been received"
+    )
+
+
 def test_frames_of_unknown_types_are_ignored() -> None:
     client, _ = pair()
     assert recv(client, frame(0xEE, 0xFF, 5, b"anything")) == []

@@ -2,8 +2,8 @@
 
 Built on the sans-I/O `H2Protocol` (`h2_protocol.py`) over a `backend.Stream`, on asyncio
 and trio alike, with no background task: a request that needs the next event of its stream
-reads the socket itself if no other request is reading, and hands every event it reads to the
-stream it belongs to; requests whose event has not arrived yet park until it does, and one
+reads the socket itself if no other request is reading, and hands every event it reads to
+the stream it belongs to; requests whose event has not arrived yet park until it does, and one
 of them takes over reading when the reader leaves. Writes are serialized by a lock.
 
 The pool counts streams (`streams`, `capacity`, `usable`); this module tells it when a
@@ -303,9 +303,15 @@ class H2Connection(BodyUpload):
         return self._last_stream_id is not None and sid > self._last_stream_id
 
     def _hand_off(self) -> None:
-        """Wake one parked request so that it reads for everyone."""
-        sid = next(iter(self._parked))
-        self._parked.pop(sid).wake(None)
+        """Wake one parked request so that it reads for everyone.
+
+        One whose wait already ended (timed out or cancelled, not yet out of `_parked`)
+        cannot take the role: the next one is asked.
+        """
+        parked = self._parked
+        while parked:
+            if parked.pop(next(iter(parked))).wake(None):
+                return
 
     def end_stream(self, sid: int, reset: bool) -> None:
         """Forget stream `sid` and give its slot back to the pool (once).
