@@ -143,7 +143,7 @@ class H2Protocol:
         return data
 
     def open_stream(self, block: bytes, end_stream: bool, head: bool = False) -> int:
-        """Open a stream with header block `block` (see `h2_frames.encode_field`).
+        """Open a stream with header block `block` (see `h2_headers.encode_field`).
 
         Args:
             block: The encoded header block.

@@ -1,7 +1,7 @@
 """What an HTTP/2 request sends: its header block and its body, under flow control.
 
 `request_headers` builds the header block clean (lower-case names, no connection-specific
-fields, credentials marked never-indexed) and encodes it (`h2_frames.encode_field`).
+fields, credentials marked never-indexed) and encodes it (`h2_headers.encode_field`).
 `BodyUpload` is the upload half of `H2Connection`, mixed into it: it sends a body as the
 stream's and the connection's windows allow, and waits for a window on an event, reading
 the socket for everyone meanwhile if nobody else is.
