@@ -8,6 +8,7 @@ no well-behaved server sends). The pool's own HTTP/2 tests run over real sockets
 
 from __future__ import annotations
 
+import random
 import struct
 from typing import Any
 
@@ -708,6 +709,34 @@ def test_a_header_list_that_decodes_past_its_limit_is_cut_off() -> None:
 def test_frames_of_unknown_types_are_ignored() -> None:
     client, _ = pair()
     assert recv(client, frame(0xEE, 0xFF, 5, b"anything")) == []
+
+
+def test_random_frames_give_events_or_a_protocol_error_only() -> None:
+    # Whatever frames a server sends (any type, flags, stream, and a short payload of any
+    # bytes, or a real header block), the client gets events or H2ProtocolError: never an
+    # IndexError, a struct.error or a KeyError from a frame it did not expect.
+    rng = random.Random(9)
+    blocks = [hpack.Encoder().encode([(b":status", b"200"), (b"content-length", b"3")]), b"\x88"]
+    errors = 0
+    for _ in range(5000):
+        client = H2Protocol(WINDOW)
+        client.preface()
+        for _ in range(3):
+            client.open_stream(REQUEST, end_stream=rng.random() < 0.5)
+        data = b""
+        for _ in range(rng.randint(1, 4)):
+            kind = rng.randrange(11)
+            payload = rng.choice(blocks) if rng.random() < 0.3 else rng.randbytes(rng.randrange(13))
+            sid = rng.choice([0, 1, 2, 3, 5, 7, 99])
+            data += frame(kind, rng.randrange(256), sid, payload)
+        try:
+            client.receive(data)
+            for sid in (1, 3, 5):
+                client.acknowledge(sid, 10)
+                client.forget(sid, 5)
+        except H2ProtocolError:
+            errors += 1
+    assert 0 < errors < 5000  # both outcomes were reached
 
 
 # ---------------------------------------------------------------------- the header encoder
