@@ -50,7 +50,7 @@ from surge._transport.h2_frames import (
     ErrorCode,
     frame,
 )
-from surge._transport.h2_headers import encode_field
+from surge._transport.h2_headers import _field, encode_field
 from surge._transport.h2_protocol import H2Protocol
 
 WINDOW = 1 << 20
@@ -762,3 +762,13 @@ def test_encoder_uses_the_static_table_and_marks_credentials() -> None:
         "HeaderTuple",
     ]
     assert block[0] == 0x1F  # never indexed, name index 23 past the 4-bit prefix
+
+
+def test_the_encoder_memo_keeps_no_credentials_and_no_long_values() -> None:
+    _field.cache_clear()
+    encode_field(b"authorization", b"Bearer secret", never_indexed=True)
+    encode_field(b"x-long", b"v" * 257)
+    assert _field.cache_info().currsize == 0
+    encode_field(b"x-short", b"v" * 256)
+    encode_field(b"x-short", b"v" * 256)
+    assert (_field.cache_info().currsize, _field.cache_info().hits) == (1, 1)

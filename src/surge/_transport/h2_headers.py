@@ -50,6 +50,9 @@ def _literal(name: bytes, value: bytes, never_indexed: bool) -> bytes:
     return head + _integer(len(value), 7, 0) + value
 
 
+_MEMO_VALUE = 256  # longest value memoised: the memo holds at most ~1 MB
+
+
 @functools.lru_cache(maxsize=4096)
 def _field(name: bytes, value: bytes) -> bytes:
     index = _FULL.get((name, value))
@@ -65,10 +68,13 @@ def encode_field(name: bytes, value: bytes, never_indexed: bool = False) -> byte
         name: The lower-case field name.
         value: The value.
         never_indexed: Mark it never-indexed (RFC 7541 7.1.3), for credentials: no
-            intermediary may add it to a table. Such fields are not memoised either.
+            intermediary may add it to a table. Such fields are not memoised, nor are
+            values over 256 bytes.
     """
     if never_indexed:
         return _literal(name, value, True)
+    if len(value) > _MEMO_VALUE:
+        return _literal(name, value, False)  # kept out of the memo: it stays small
     return _field(name, value)
 
 
