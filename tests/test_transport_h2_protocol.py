@@ -36,8 +36,8 @@ from surge._transport.h2_frames import (
     DATA,
     END_HEADERS,
     END_STREAM,
+    FRAME_HEADER,
     GOAWAY,
-    HEAD,
     HEADERS,
     PADDED,
     PING,
@@ -68,7 +68,7 @@ def frames(data: bytes) -> list[tuple[int, int, int, bytes]]:
     """Split bytes into (type, flags, stream id, payload)."""
     out = []
     while data:
-        high, low, kind, flags, sid = HEAD.unpack_from(data)
+        high, low, kind, flags, sid = FRAME_HEADER.unpack_from(data)
         size = high << 8 | low
         out.append((kind, flags, sid & 0x7FFFFFFF, data[9 : 9 + size]))
         data = data[9 + size :]
@@ -595,7 +595,7 @@ def test_a_server_reset_is_reported_once() -> None:
             "a DATA frame's padding is longer than it",
         ),
         (
-            HEAD.pack(0x40, 0x01, DATA, 0, 1) + b"x" * 16_385,
+            FRAME_HEADER.pack(0x40, 0x01, DATA, 0, 1) + b"x" * 16_385,
             ErrorCode.FRAME_SIZE_ERROR,
             "a DATA frame of 16385 bytes (the limit is 16384)",
         ),

@@ -15,9 +15,9 @@ __all__ = [
     "DATA",
     "END_HEADERS",
     "END_STREAM",
+    "FRAME_HEADER",
     "FRAME_NAMES",
     "GOAWAY",
-    "HEAD",
     "HEADERS",
     "PADDED",
     "PING",
@@ -67,7 +67,7 @@ PRIORITY_FLAG = 0x20
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # The 9-byte frame header: a 24-bit length (as 16 + 8 bits), type, flags, stream id.
-HEAD = struct.Struct(">HBBBL")
+FRAME_HEADER = struct.Struct(">HBBBL")
 
 
 class ErrorCode(enum.IntEnum):
@@ -100,7 +100,7 @@ class ErrorCode(enum.IntEnum):
 def frame(kind: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
     """Return one frame: its 9-byte header and `payload`."""
     size = len(payload)
-    return HEAD.pack(size >> 8, size & 0xFF, kind, flags, sid) + payload
+    return FRAME_HEADER.pack(size >> 8, size & 0xFF, kind, flags, sid) + payload
 
 
 class Violation(Exception):

@@ -37,9 +37,9 @@ from surge._transport.h2_frames import (
     DATA,
     END_HEADERS,
     END_STREAM,
+    FRAME_HEADER,
     FRAME_NAMES,
     GOAWAY,
-    HEAD,
     HEADERS,
     PADDED,
     PING,
@@ -265,7 +265,7 @@ class H2Protocol:
         handlers = self._handlers
         try:
             while end - pos >= 9:
-                high, low, kind, flags, sid = HEAD.unpack_from(buf, pos)
+                high, low, kind, flags, sid = FRAME_HEADER.unpack_from(buf, pos)
                 size = high << 8 | low
                 if size > _FRAME_LIMIT:
                     raise Violation(
