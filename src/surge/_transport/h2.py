@@ -220,9 +220,6 @@ class H2Connection(BodyUpload):
                     parked = self._parked.pop(event.sid, None)
                     if parked is not None:
                         parked.wake(None)
-                elif isinstance(event, Data) and event.flow:
-                    # Nobody will read it: give its bytes back to the connection window.
-                    self._h2.acknowledge(event.sid, event.flow)
             elif isinstance(event, WindowOpened):
                 if self._window_waiting:
                     self._wake_window_waiters(event.sid)

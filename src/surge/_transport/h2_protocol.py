@@ -308,13 +308,9 @@ class H2Protocol:
             raise Violation(_PROTOCOL, f"{FRAME_NAMES[kind]} on stream {where}")
         return stream
 
-    def _stream_error(
-        self, sid: int, stream: StreamState, code: ErrorCode, reason: str, events: list[Event]
-    ) -> None:
+    def _stream_error(self, sid: int, code: ErrorCode, reason: str, events: list[Event]) -> None:
         """Reset stream `sid` for what the server sent on it; its request learns why."""
-        if not (stream.local_closed and stream.remote_closed):
-            self._out.append(frame(RST_STREAM, 0, sid, _U32.pack(code)))
-        stream.local_closed = stream.remote_closed = True
+        self.reset_stream(sid, code)
         events.append(Reset(sid, code, reason))
 
     def _on_data(self, flags: int, sid: int, payload: bytes, events: list[Event]) -> None:
@@ -332,7 +328,7 @@ class H2Protocol:
         reason = stream.take_data(len(data), flow, ended)
         if reason is not None:
             self._give_back(flow)
-            self._stream_error(sid, stream, _PROTOCOL, reason, events)
+            self._stream_error(sid, _PROTOCOL, reason, events)
             return
         events.append(Data(sid, data, flow, ended))
 
@@ -384,7 +380,7 @@ class H2Protocol:
         try:
             head = stream.take_head(headers, ended)
         except Malformed as exc:
-            self._stream_error(sid, stream, _PROTOCOL, str(exc), events)
+            self._stream_error(sid, _PROTOCOL, str(exc), events)
             return
         if head is not None:
             events.append(Response(sid, *head))
@@ -480,13 +476,10 @@ class H2Protocol:
         if stream is None or stream.local_closed:
             return
         if increment == 0:
-            self._stream_error(sid, stream, _PROTOCOL, "a WINDOW_UPDATE of 0", events)
+            self._stream_error(sid, _PROTOCOL, "a WINDOW_UPDATE of 0", events)
             return
         stream.send += increment
         if stream.send > _MAX_WINDOW:
-            self._stream_error(
-                sid, stream, _FLOW,
-                "WINDOW_UPDATE overflows the stream's window", events,
-            )  # fmt: skip
+            self._stream_error(sid, _FLOW, "WINDOW_UPDATE overflows the stream's window", events)
             return
         events.append(WindowOpened(sid))
